@@ -54,28 +54,8 @@ fn start_bus() -> (tempfile::TempDir, String, Child) {
     std::fs::create_dir(&policy_dir).unwrap();
     std::fs::write(policy_dir.join("org.keywarden.Hardware1.conf"), policy).unwrap();
     let socket = dir.path().join("bus");
-    let config = format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_type="signal"/>
-  </policy>
-  <includedir>{policy_dir}</includedir>
-</busconfig>"#,
-        socket = socket.display(),
-        policy_dir = policy_dir.display()
-    );
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bus/private-system-bus.conf.in")).unwrap();
+    let config = template.replace("@SOCKET@", &socket.display().to_string()).replace("@POLICY_DIR@", &policy_dir.display().to_string());
     let config_path = dir.path().join("bus.conf");
     std::fs::write(&config_path, config).unwrap();
     let bus = Command::new("dbus-daemon")

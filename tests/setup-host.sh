@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install what building and testing Keywarden needs on a Debian 12 machine: the kernel source and
+# its build tools (VM test kernel), QEMU, busybox and gpiod (VM initramfs), dbus-daemon (integration
+# tests and demo). Idempotent: installs only what is missing. `cargo xtask` calls it when a tool is
+# missing; CI calls it first.
+set -euo pipefail
+packages=(
+    linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
+    qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "setup-host: installing ${missing[*]}" >&2
+sudo=()
+[ "$(id -u)" = 0 ] || sudo=(sudo)
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
