@@ -39,7 +39,7 @@ fn user_name() -> String {
 
 /// Start dbus-daemon with a bus config that, like the system bus, allows what is not denied and
 /// then includes our policy file, with the `keywarden` user replaced by whoever runs the test.
-fn start_bus() -> (tempfile::TempDir, String, Child) {
+fn start_bus(with_policy: bool) -> (tempfile::TempDir, String, Child) {
     let dir = tempfile::tempdir().unwrap();
     let policy = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -52,10 +52,18 @@ fn start_bus() -> (tempfile::TempDir, String, Child) {
         .replace(r#"user="keywarden-hw""#, &format!(r#"user="{me}""#));
     let policy_dir = dir.path().join("system.d");
     std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(policy_dir.join("org.keywarden.Hardware1.conf"), policy).unwrap();
+    if with_policy {
+        std::fs::write(policy_dir.join("org.keywarden.Hardware1.conf"), policy).unwrap();
+    }
     let socket = dir.path().join("bus");
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bus/private-system-bus.conf.in")).unwrap();
-    let config = template.replace("@SOCKET@", &socket.display().to_string()).replace("@POLICY_DIR@", &policy_dir.display().to_string());
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/bus/private-system-bus.conf.in"
+    ))
+    .unwrap();
+    let config = template
+        .replace("@SOCKET@", &socket.display().to_string())
+        .replace("@POLICY_DIR@", &policy_dir.display().to_string());
     let config_path = dir.path().join("bus.conf");
     std::fs::write(&config_path, config).unwrap();
     let bus = Command::new("dbus-daemon")
@@ -91,7 +99,11 @@ fn hwd(address: &str, board: &str) -> Command {
 const DEMO_BOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/boards/sim-demo.toml");
 
 async fn start() -> (Stack, zbus::Connection) {
-    let (dir, address, bus) = start_bus();
+    start_with(true).await
+}
+
+async fn start_with(with_policy: bool) -> (Stack, zbus::Connection) {
+    let (dir, address, bus) = start_bus(with_policy);
     let child = hwd(&address, DEMO_BOARD).spawn().unwrap();
     let stack = Stack {
         _dir: dir,
@@ -357,4 +369,50 @@ fn a_bad_board_file_is_refused_at_start_naming_the_field() {
         ),
         "{stderr}"
     );
+}
+
+/// `dbus-send` as uid/gid 65534 (nobody) calling UnlockDoor; returns its stderr.
+fn unlock_as_nobody(stack: &Stack) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    std::fs::set_permissions(stack._dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("dbus-send")
+        .arg(format!("--bus={}", stack.address))
+        .args([
+            "--print-reply",
+            "--dest=org.keywarden.Hardware1",
+            "/org/keywarden/Hardware1",
+            "org.keywarden.Hardware1.UnlockDoor",
+            "uint32:5",
+        ])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("dbus-send must be installed (apt-get install dbus-bin)");
+    assert!(!out.status.success(), "nobody's UnlockDoor succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Defence in depth: with the policy file the bus refuses another uid; without it (a wrong or
+/// missing policy file) hwd's own per-method uid check refuses it, and the door stays locked.
+/// Needs root to act as another uid: CI runs as root; elsewhere it says so and returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_uid_is_refused_by_the_bus_and_by_the_method_check() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: acting as another uid needs root");
+        return;
+    }
+    for (with_policy, expected) in [
+        (true, "org.freedesktop.DBus.Error.AccessDenied"),
+        (false, "org.keywarden.Hardware1.Error.AccessDenied"),
+    ] {
+        let (stack, conn) = start_with(with_policy).await;
+        let stderr = unlock_as_nobody(&stack);
+        assert!(stderr.contains(expected), "policy={with_policy}: {stderr}");
+        let sim = HardwareSim1Proxy::new(&conn).await.unwrap();
+        assert!(
+            !sim.output("door-lock").await.unwrap(),
+            "policy={with_policy}: the door lock moved"
+        );
+    }
 }
