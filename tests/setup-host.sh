@@ -6,7 +6,7 @@
 set -euo pipefail
 packages=(
     linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
-    qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin
+    qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common
 )
 missing=()
 for p in "${packages[@]}"; do

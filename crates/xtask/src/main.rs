@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: build and test orchestration for the workspace.
+//!
+//! - `kernel`: builds (or reuses from the cache) the test kernel; prints the bzImage path.
+//! - `vm-test`: release-builds the daemon and the VM test binaries, assembles an initramfs,
+//!   boots it under QEMU (TCG) and reports every scenario; fails on any failure or crash.
+//! - `vm-bench`: the same VM running the latency benchmark.
+//! - `vm-smoke`: the same VM checking devices and the bus only (no daemon).
+//! - `test`: the one test command: `cargo test --workspace`, then `vm-test`.
+//! - `demo`: the host demo on the `sim` backend (see `demo.rs`).
+//!
+//! Exit codes: 0 success, 1 a test or scenario failed, 2 the harness itself failed.
+
+mod cmd;
+mod console;
+mod demo;
+mod error;
+mod host;
+mod initramfs;
+mod kernel;
+mod qemu;
+mod tasks;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Keywarden build and test tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the test kernel (cached) and print its path.
+    Kernel,
+    /// Run the system scenarios in the QEMU VM.
+    VmTest(tasks::VmArgs),
+    /// Run the latency benchmark in the QEMU VM.
+    VmBench(tasks::VmArgs),
+    /// Boot the VM and check devices and the bus only.
+    VmSmoke(tasks::VmArgs),
+    /// Run every test: unit and integration tests, then the VM scenarios.
+    Test(tasks::VmArgs),
+    /// Run the stack on the host against the sim backend, on a private bus, with a scripted demo.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Kernel => kernel::build().map(|path| println!("{}", path.display())),
+        Task::VmTest(args) => tasks::vm(qemu::Mode::Test, &args).map(drop),
+        Task::VmBench(args) => tasks::vm(qemu::Mode::Bench, &args).map(drop),
+        Task::VmSmoke(args) => tasks::vm(qemu::Mode::Smoke, &args).map(drop),
+        Task::Test(args) => tasks::test(&args),
+        Task::Demo(args) => demo::run(&cmd::workspace_root(), &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The host programs and files the VM tasks need. When one is missing, xtask runs
+//! `tests/setup-host.sh` (which installs the Debian packages) once, then checks again.
+
+use crate::cmd::{self, workspace_root};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// (path, Debian package) for everything the VM tasks use from the host.
+const NEEDED: &[(&str, &str)] = &[
+    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
+    ("/bin/busybox", "busybox-static"),
+    ("/usr/bin/cpio", "cpio"),
+    ("/usr/bin/gzip", "gzip"),
+    ("/usr/bin/ldd", "libc-bin"),
+    ("/usr/bin/dbus-daemon", "dbus-daemon"),
+    ("/usr/share/dbus-1/system.conf", "dbus-system-bus-common"),
+    ("/usr/bin/gpioinfo", "gpiod"),
+    ("/usr/bin/gpioget", "gpiod"),
+    ("/usr/src/linux-source-6.1.tar.xz", "linux-source-6.1"),
+];
+
+/// Makes sure every needed host file exists, installing packages if not.
+pub fn ensure_tools() -> Result<()> {
+    if missing().is_empty() {
+        return Ok(());
+    }
+    cmd::run(&mut Command::new(
+        workspace_root().join("tests/setup-host.sh"),
+    ))?;
+    let still = missing();
+    if still.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = still
+        .iter()
+        .map(|(path, pkg)| format!("{path} (package {pkg})"))
+        .collect();
+    Err(Error::Setup(format!(
+        "missing after tests/setup-host.sh: {}",
+        list.join(", ")
+    )))
+}
+
+fn missing() -> Vec<(&'static str, &'static str)> {
+    NEEDED
+        .iter()
+        .copied()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .collect()
+}

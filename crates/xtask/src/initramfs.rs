@@ -1,0 +1,247 @@
+//! The test VM's initramfs, assembled under `target/vm/` (never committed): the overlay
+//! `tests/vm/rootfs/` (`/init`, accounts, machine-id, board file), busybox-static with its
+//! applet links, our release binaries, the host's `dbus-daemon` and libgpiod tools with every
+//! shared library `ldd` lists (ld-linux included), Debian's bus `system.conf` and the project's
+//! policy files (`crates/*/dbus/*.conf`). Packed as a gzip-compressed newc cpio.
+
+use crate::cmd::{self, display, workspace_root};
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Our binaries, from `target/release/`, installed in `/usr/bin`.
+pub const OUR_BINARIES: &[&str] = &[
+    "keywarden-hwd",
+    "keywarden-vm-scenarios",
+    "keywarden-vm-bench",
+];
+/// Host programs copied with their libraries, installed in `/usr/bin`.
+const HOST_PROGRAMS: &[&str] = &[
+    "/usr/bin/dbus-daemon",
+    "/usr/bin/gpioinfo",
+    "/usr/bin/gpioget",
+];
+/// busybox-static (Debian package busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+/// Debian's system bus configuration (package dbus-daemon / dbus).
+const DBUS_SYSTEM_CONF: &str = "/usr/share/dbus-1/system.conf";
+
+/// Assembles the initramfs from the binaries in `release_dir`; returns the `.cpio.gz` path.
+pub fn build(release_dir: &Path, work: &Path) -> Result<PathBuf> {
+    let root = work.join("initramfs");
+    if root.exists() {
+        fs::remove_dir_all(&root).map_err(Error::io(format!("removing {}", root.display())))?;
+    }
+    copy_tree(&workspace_root().join("tests/vm/rootfs"), &root)?;
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "root",
+        "var/lib/dbus",
+        "etc/dbus-1/system.d",
+    ] {
+        mkdir(&root.join(dir))?;
+    }
+    install_busybox(&root)?;
+    let mut programs: Vec<PathBuf> = OUR_BINARIES.iter().map(|b| release_dir.join(b)).collect();
+    programs.retain(|p| p.exists() || warn_missing(p));
+    programs.extend(HOST_PROGRAMS.iter().map(PathBuf::from));
+    for program in &programs {
+        let name = program.file_name().unwrap_or_default();
+        copy(program, &root.join("usr/bin").join(name))?;
+        install_libraries(program, &root)?;
+    }
+    install_dbus_config(&root)?;
+    symlink("/etc/machine-id", &root.join("var/lib/dbus/machine-id"))?;
+    pack(&root, &work.join("initramfs.cpio.gz"))
+}
+
+/// Leaves a missing binary of ours out (the VM then reports what cannot start); returns false.
+fn warn_missing(program: &Path) -> bool {
+    eprintln!(
+        "xtask: warning: {} not built, left out of the initramfs",
+        program.display()
+    );
+    false
+}
+
+/// busybox as `/bin/busybox`, and a link to it for every applet it lists.
+fn install_busybox(root: &Path) -> Result<()> {
+    copy(Path::new(BUSYBOX), &root.join("bin/busybox"))?;
+    let list = cmd::stdout(Command::new(BUSYBOX).arg("--list-full"))?;
+    for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let link = root.join(applet);
+        if !link.exists() {
+            symlink("/bin/busybox", &link)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies every library `ldd` lists for `program` to the same path under `root`.
+fn install_libraries(program: &Path, root: &Path) -> Result<()> {
+    let out = cmd::output(Command::new("ldd").arg(program))?;
+    if !out.status.success() {
+        return Ok(()); // "not a dynamic executable"
+    }
+    for lib in ldd_paths(&String::from_utf8_lossy(&out.stdout)) {
+        let dest = root.join(lib.strip_prefix("/").unwrap_or(&lib));
+        if !dest.exists() {
+            copy(&lib, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// The absolute library paths in `ldd` output (`name => /path (addr)` and `/path (addr)`).
+pub fn ldd_paths(ldd: &str) -> Vec<PathBuf> {
+    ldd.lines()
+        .filter_map(|line| {
+            let line = line.split(" => ").last()?.trim();
+            let path = line.split(" (").next()?.trim();
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Debian's system.conf, and the project's policy files into `/usr/share/dbus-1/system.d/`.
+fn install_dbus_config(root: &Path) -> Result<()> {
+    let share = root.join("usr/share/dbus-1");
+    copy(Path::new(DBUS_SYSTEM_CONF), &share.join("system.conf"))?;
+    let crates = workspace_root().join("crates");
+    let entries =
+        fs::read_dir(&crates).map_err(Error::io(format!("listing {}", crates.display())))?;
+    let mut found = 0;
+    for entry in entries.flatten() {
+        let dir = entry.path().join("dbus");
+        for policy in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = policy.path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                copy(&path, &share.join("system.d").join(policy.file_name()))?;
+                found += 1;
+            }
+        }
+    }
+    if found == 0 {
+        eprintln!("xtask: warning: no crates/*/dbus/*.conf policy files found");
+    }
+    Ok(())
+}
+
+/// `find . | sort | cpio -o -H newc -R 0:0 | gzip`, all files owned by root.
+fn pack(root: &Path, out: &Path) -> Result<PathBuf> {
+    let mut names = Vec::new();
+    list_tree(root, Path::new("."), &mut names)?;
+    names.sort();
+    let cpio_path = out.with_extension("");
+    let cpio_file = fs::File::create(&cpio_path)
+        .map_err(Error::io(format!("creating {}", cpio_path.display())))?;
+    let mut cpio = Command::new("cpio");
+    cpio.args(["-o", "-H", "newc", "-R", "0:0", "--quiet"])
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(cpio_file);
+    let mut child = cpio.spawn().map_err(|source| Error::Spawn {
+        cmd: display(&cpio),
+        source,
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let list = names.join("\n") + "\n";
+        stdin
+            .write_all(list.as_bytes())
+            .map_err(Error::io("writing the file list to cpio"))?;
+    }
+    let status = child.wait().map_err(Error::io("waiting for cpio"))?;
+    if !status.success() {
+        return Err(Error::Failed {
+            cmd: display(&cpio),
+            status,
+        });
+    }
+    cmd::run(
+        Command::new("gzip")
+            .args(["-1", "-f", "-n"])
+            .arg(&cpio_path),
+    )?;
+    Ok(out.to_path_buf())
+}
+
+/// Every path under `dir` relative to the archive root, directories before their contents.
+fn list_tree(root: &Path, rel: &Path, names: &mut Vec<String>) -> Result<()> {
+    names.push(rel.to_string_lossy().into_owned());
+    let dir = root.join(rel);
+    let meta = fs::symlink_metadata(&dir).map_err(Error::io(format!("stat {}", dir.display())))?;
+    if meta.is_dir() {
+        let entries =
+            fs::read_dir(&dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(format!("listing {}", dir.display())))?;
+            list_tree(root, &rel.join(entry.file_name()), names)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a directory tree (files keep their permissions; symlinks are not expected).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    mkdir(to)?;
+    let entries = fs::read_dir(from).map_err(Error::io(format!("listing {}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(format!("listing {}", from.display())))?;
+        let (src, dest) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dest)?;
+        } else {
+            copy(&src, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        mkdir(parent)?;
+    }
+    fs::copy(from, to).map(drop).map_err(Error::io(format!(
+        "copying {} to {}",
+        from.display(),
+        to.display()
+    )))
+}
+
+fn mkdir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))
+}
+
+fn symlink(target: &str, link: &Path) -> Result<()> {
+    if let Some(parent) = link.parent() {
+        mkdir(parent)?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .map_err(Error::io(format!("linking {} to {target}", link.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ldd_paths;
+    use std::path::PathBuf;
+
+    #[test]
+    fn ldd_output_gives_library_paths_and_the_loader() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                   \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f20)\n\
+                   \t/lib64/ld-linux-x86-64.so.2 (0x00007f20)\n";
+        assert_eq!(
+            ldd_paths(ldd),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! gpio-sim chips built through configfs, and their lines through sysfs.
+//!
+//! A chip is `/sys/kernel/config/gpio-sim/<chip>/bank0/{num_lines,label,lineN/name}` plus
+//! `live`=1; the kernel then names it in `dev_name` (platform device) and `bank0/chip_name`
+//! (`gpiochipN`). Each line appears as `/sys/devices/platform/<dev>/<chip>/sim_gpioN/` with
+//! `value` (what a consumer drives, or the pull when nobody drives it) and `pull` (`pull-up` /
+//! `pull-down`: the simulated outside world driving an input).
+
+use crate::{Context, Result};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CONFIGFS: &str = "/sys/kernel/config/gpio-sim";
+
+/// Every simulated line by name: its sysfs directory.
+#[derive(Debug, Default)]
+pub struct SimLines {
+    lines: HashMap<String, PathBuf>,
+    chips: Vec<String>,
+}
+
+impl SimLines {
+    /// Creates and enables one chip per `(name, lines)`.
+    pub fn create(chips: &[(&str, &[&str])]) -> Result<Self> {
+        let mut all = SimLines::default();
+        for (chip, names) in chips {
+            let (dev_name, chip_name) = create_chip(chip, names)?;
+            let dir = Path::new("/sys/devices/platform")
+                .join(&dev_name)
+                .join(&chip_name);
+            for (offset, name) in names.iter().enumerate() {
+                all.lines
+                    .insert((*name).to_owned(), dir.join(format!("sim_gpio{offset}")));
+            }
+            all.chips.push(chip_name);
+        }
+        Ok(all)
+    }
+
+    /// The `gpiochipN` names of the created chips.
+    pub fn chip_names(&self) -> &[String] {
+        &self.chips
+    }
+
+    fn dir(&self, line: &str) -> Result<&Path> {
+        self.lines
+            .get(line)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| format!("no simulated line named {line:?}"))
+    }
+
+    /// The line's current value (0 or 1).
+    pub fn value(&self, line: &str) -> Result<u8> {
+        let path = self.dir(line)?.join("value");
+        let text = fs::read_to_string(&path).context(format!("reading {}", path.display()))?;
+        match text.trim() {
+            "0" => Ok(0),
+            "1" => Ok(1),
+            other => Err(format!("{}: unexpected value {other:?}", path.display())),
+        }
+    }
+
+    /// The path of the line's `value` file (for busy-polling in the benchmark).
+    pub fn value_path(&self, line: &str) -> Result<PathBuf> {
+        Ok(self.dir(line)?.join("value"))
+    }
+
+    /// Pulls the line up (`true`) or down: the outside world drives an input.
+    pub fn pull(&self, line: &str, up: bool) -> Result<()> {
+        let path = self.dir(line)?.join("pull");
+        let text = if up { "pull-up" } else { "pull-down" };
+        fs::write(&path, text).context(format!("writing {text} to {}", path.display()))
+    }
+
+    /// Waits until the line reads `want`, polling every millisecond.
+    pub async fn wait_value(&self, line: &str, want: u8, within: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let value = self.value(line)?;
+            if value == want {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                return Err(format!(
+                    "line {line} still reads {value} after {within:?} (wanted {want})"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Checks that the line reads `want` now.
+    pub fn expect_value(&self, line: &str, want: u8, when: &str) -> Result<()> {
+        match self.value(line)? {
+            v if v == want => Ok(()),
+            v => Err(format!("line {line} reads {v} {when}, expected {want}")),
+        }
+    }
+}
+
+/// Creates one chip with one bank; returns `(dev_name, chip_name)`.
+fn create_chip(chip: &str, names: &[&str]) -> Result<(String, String)> {
+    let root = Path::new(CONFIGFS).join(chip);
+    let bank = root.join("bank0");
+    fs::create_dir(&root).context(format!("creating {}", root.display()))?;
+    fs::create_dir(&bank).context(format!("creating {}", bank.display()))?;
+    write(&bank.join("num_lines"), &names.len().to_string())?;
+    write(&bank.join("label"), chip)?;
+    for (offset, name) in names.iter().enumerate() {
+        let line = bank.join(format!("line{offset}"));
+        fs::create_dir(&line).context(format!("creating {}", line.display()))?;
+        write(&line.join("name"), name)?;
+    }
+    write(&root.join("live"), "1")?;
+    Ok((
+        read(&root.join("dev_name"))?,
+        read(&bank.join("chip_name"))?,
+    ))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).context(format!("writing {text:?} to {}", path.display()))
+}
+
+fn read(path: &Path) -> Result<String> {
+    let text = fs::read_to_string(path).context(format!("reading {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
