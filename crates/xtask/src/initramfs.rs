@@ -17,6 +17,9 @@ pub const OUR_BINARIES: &[&str] = &[
     "keywarden-vm-scenarios",
     "keywarden-vm-bench",
 ];
+/// keywarden-hwd's unit-test binary, for the tests that need real kernel devices (the VM runs
+/// its ignored `input::evdev_device` tests); installed as `/usr/bin/keywarden-hwd-unit-tests`.
+pub const HWD_UNIT_TESTS: &str = "keywarden-hwd-unit-tests";
 /// Host programs copied with their libraries, installed in `/usr/bin`.
 const HOST_PROGRAMS: &[&str] = &[
     "/usr/bin/dbus-daemon",
@@ -48,7 +51,11 @@ pub fn build(release_dir: &Path, work: &Path) -> Result<PathBuf> {
         mkdir(&root.join(dir))?;
     }
     install_busybox(&root)?;
-    let mut programs: Vec<PathBuf> = OUR_BINARIES.iter().map(|b| release_dir.join(b)).collect();
+    let mut programs: Vec<PathBuf> = OUR_BINARIES
+        .iter()
+        .chain([&HWD_UNIT_TESTS])
+        .map(|b| release_dir.join(b))
+        .collect();
     programs.retain(|p| p.exists() || warn_missing(p));
     programs.extend(HOST_PROGRAMS.iter().map(PathBuf::from));
     for program in &programs {

@@ -26,7 +26,7 @@ pub fn vm(mode: Mode, args: &VmArgs) -> Result<()> {
 /// `cargo test --workspace`, then the VM scenarios even if the former failed. Prints
 /// `N passed, N failed` (the VM scenarios) last; fails if anything failed.
 pub fn test(args: &VmArgs) -> Result<()> {
-    let unit = cmd::run(cargo().args(["test", "--workspace"]));
+    let (unit, unit_passed, unit_failed) = cargo_test()?;
     if let Err(e) = &unit {
         eprintln!("xtask: cargo test: {e}");
     }
@@ -36,7 +36,12 @@ pub fn test(args: &VmArgs) -> Result<()> {
     if let Err(e) = &vm {
         eprintln!("xtask: VM scenarios: {e}");
     }
-    println!("{} passed, {} failed", counts.0, counts.1);
+    println!("xtask: cargo test {unit_passed} passed, {unit_failed} failed; VM scenarios {} passed, {} failed", counts.0, counts.1);
+    println!(
+        "{} passed, {} failed",
+        unit_passed + counts.0,
+        unit_failed + counts.1
+    );
     match (unit, vm) {
         (Ok(()), Ok(())) => Ok(()),
         (_, Err(e)) => Err(e),
@@ -103,5 +108,92 @@ fn build_release() -> Result<()> {
         "-p",
         "keywarden-vmtest",
         "--bins",
-    ]))
+    ]))?;
+    // keywarden-hwd's unit tests, built like the daemon, copied next to it under a fixed name.
+    let json = cmd::stdout(cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "keywarden-hwd",
+        "--lib",
+        "--no-run",
+        "--message-format=json",
+    ]))?;
+    let executable = test_executable(&json).ok_or_else(|| {
+        Error::Setup("cargo test --no-run named no keywarden-hwd lib test executable".into())
+    })?;
+    let dest = target_dir().join("release").join(initramfs::HWD_UNIT_TESTS);
+    std::fs::copy(&executable, &dest).map_err(Error::io(format!(
+        "copy {} to {}",
+        executable,
+        dest.display()
+    )))?;
+    Ok(())
+}
+
+/// The `executable` of the test artifact in cargo's JSON messages.
+fn test_executable(json: &str) -> Option<String> {
+    json.lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(r#""test":true"#))
+        .find_map(|l| {
+            let start = l.find(r#""executable":""#)? + r#""executable":""#.len();
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_owned())
+        })
+}
+
+/// `cargo test --workspace`, its output passed through, with the `test result:` lines summed.
+fn cargo_test() -> Result<(Result<()>, u32, u32)> {
+    use std::io::{BufRead, BufReader};
+    let mut command = cargo();
+    command
+        .args(["test", "--workspace"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        cmd: cmd::display(&command),
+        source,
+    })?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(Error::io("read cargo test output"))?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count_before(rest, " passed");
+                failed += count_before(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(Error::io("wait for cargo test"))?;
+    let result = if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Failed {
+            cmd: cmd::display(&command),
+            status,
+        })
+    };
+    Ok((result, passed, failed))
+}
+
+/// The number just before `label` in a `test result:` line (`ok. 12 passed; 0 failed; ...`).
+fn count_before(line: &str, label: &str) -> u32 {
+    line.find(label)
+        .and_then(|end| line[..end].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn counts_come_from_cargo_test_result_lines() {
+        let line =
+            "ok. 81 passed; 2 failed; 2 ignored; 0 measured; 0 filtered out; finished in 14.53s";
+        assert_eq!(count_before(line, " passed"), 81);
+        assert_eq!(count_before(line, " failed"), 2);
+        assert_eq!(count_before("FAILED. 0 passed; 1 failed;", " passed"), 0);
+    }
 }

@@ -31,6 +31,10 @@ pub struct Ctx {
 /// Builds the cabinet and runs every scenario; returns whether all passed.
 pub async fn run_all() -> bool {
     let mut report = Report::default();
+    // Before the cabinet exists, so its uinput devices cannot collide with the tests' own.
+    report
+        .run("hwd-device-unit-tests", LIMIT, hwd_device_unit_tests())
+        .await;
     let mut ctx = match setup().await {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -41,6 +45,9 @@ pub async fn run_all() -> bool {
     report.run("badge-scan", LIMIT, badge_scan(&mut ctx)).await;
     report
         .run("badge-rejects", LIMIT, badge_rejects(&mut ctx))
+        .await;
+    report
+        .run("badge-overflow", LIMIT, badge_overflow(&mut ctx))
         .await;
     report.run("keypad", LIMIT, keypad(&mut ctx)).await;
     report
@@ -65,6 +72,36 @@ pub async fn run_all() -> bool {
         .run("fingerprint", LIMIT, fingerprint(&mut ctx))
         .await;
     report.done()
+}
+
+/// Where xtask installs keywarden-hwd's unit-test binary.
+const HWD_UNIT_TESTS: &str = "/usr/bin/keywarden-hwd-unit-tests";
+
+/// keywarden-hwd's unit tests that need real kernel devices (`#[ignore = "needs /dev/uinput"]` on
+/// hosts without uinput): exclusive grab, lookup by name, ambiguity. They run here, where
+/// `/dev/uinput` exists; the scenario fails unless every one of them ran and passed.
+async fn hwd_device_unit_tests() -> Result<()> {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(HWD_UNIT_TESTS)
+            .args(["--ignored", "--test-threads=1", "input::evdev_device"])
+            .output()
+    })
+    .await
+    .map_err(|e| format!("test thread: {e}"))?
+    .context(HWD_UNIT_TESTS)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("test result:"))
+        .unwrap_or("no test result line");
+    if !out.status.success() || !summary.contains(" 0 failed") || summary.contains(" 0 passed") {
+        return Err(format!(
+            "{summary}; {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    progress(&format!("keywarden-hwd device unit tests: {summary}"));
+    Ok(())
 }
 
 async fn setup() -> Result<Ctx> {
@@ -144,6 +181,37 @@ async fn badge_rejects(ctx: &mut Ctx) -> Result<()> {
     ctx.cab.badge.type_text(&"7".repeat(BADGE_MAX_LENGTH + 8))?;
     ctx.cab.badge.tap(KeyCode::KEY_ENTER)?;
     expect_rejected(&mut rejects, "too-long").await
+}
+
+/// A burst that overflows the kernel's buffer for the reader (events lost, SYN_DROPPED) is
+/// rejected as garbled with the drop named, not mistaken for a slow or short scan; the next
+/// scan decodes normally.
+async fn badge_overflow(ctx: &mut Ctx) -> Result<()> {
+    let mut rejects = ctx
+        .hw
+        .receive_scan_rejected()
+        .await
+        .context("subscribing")?;
+    let mut scans = ctx
+        .hw
+        .receive_badge_scanned()
+        .await
+        .context("subscribing")?;
+    ctx.cab.badge.burst(KeyCode::KEY_7, 100)?;
+    ctx.cab.badge.tap(KeyCode::KEY_ENTER)?;
+    expect_rejected(&mut rejects, "garbled: key events were dropped").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ctx.cab.badge.type_text("AFTER-1")?;
+    ctx.cab.badge.tap(KeyCode::KEY_ENTER)?;
+    let scan = next(&mut scans, "BadgeScanned").await?;
+    let args = scan.args().context("BadgeScanned args")?;
+    if args.code != "AFTER-1" {
+        return Err(format!(
+            "the scan after the overflow decoded as {:?}",
+            args.code
+        ));
+    }
+    Ok(())
 }
 
 async fn expect_rejected<S>(rejects: &mut S, reason: &str) -> Result<()>

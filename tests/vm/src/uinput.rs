@@ -99,6 +99,26 @@ impl Keyboard {
             .context(format!("emitting {key:?}={value}"))
     }
 
+    /// Writes `taps` presses and releases of `key`, each followed by a SYN_REPORT, in one
+    /// `write()`: far more events than evdev's per-client buffer (64 events) holds before the
+    /// reader can run, so the kernel drops events and queues SYN_DROPPED for the reader.
+    pub fn burst(&mut self, key: KeyCode, taps: usize) -> Result<()> {
+        let syn = InputEvent::new(EventType::SYNCHRONIZATION.0, 0, 0);
+        let events: Vec<InputEvent> = (0..taps)
+            .flat_map(|_| {
+                [
+                    InputEvent::new(EventType::KEY.0, key.code(), 1),
+                    syn,
+                    InputEvent::new(EventType::KEY.0, key.code(), 0),
+                    syn,
+                ]
+            })
+            .collect();
+        self.device
+            .emit(&events)
+            .context(format!("emitting a burst of {taps} {key:?} taps"))
+    }
+
     /// Types `text` as a US keyboard would (letters, digits, `-`, space; shift for capitals),
     /// one key per [`KEY_INTERVAL`].
     pub fn type_text(&mut self, text: &str) -> Result<()> {

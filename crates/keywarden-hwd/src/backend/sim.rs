@@ -18,7 +18,7 @@ use crate::board::Board;
 use crate::core::{InputId, OutputId};
 use crate::error::{Error, Result};
 use crate::fingerprint::emulator::{spawn_on_pty, EmulatorCore};
-use crate::input::{keymap, keypad, KeyCode, RawKey, Terminator};
+use crate::input::{keymap, keypad, KeyCode, KeyInput, RawKey, Terminator};
 
 /// Template capacity of the simulated fingerprint module.
 const SIM_FINGERPRINT_CAPACITY: u16 = 200;
@@ -109,8 +109,7 @@ impl SimControl {
     async fn key(&self, role: &str, code: KeyCode, value: i32) -> Result<(), SimError> {
         let key = RawKey {
             role: role.to_owned(),
-            code,
-            value,
+            input: KeyInput::Key { code, value },
             at: Instant::now(),
         };
         self.keys.send(key).await.map_err(|_| SimError::Closed)

@@ -21,7 +21,7 @@ use crate::backend::{self, BackendKind, Hardware, InputSample};
 use crate::board::Board;
 use crate::core::{Cabinet, CabinetConfig, Event, OutputId};
 use crate::error::{Error, Result};
-use crate::input::{KeypadDecoder, RawKey, ScanOutcome, WedgeDecoder};
+use crate::input::{KeyInput, KeypadDecoder, RawKey, ScanOutcome, WedgeDecoder};
 use crate::service::{
     Call, Callers, HardwareService, HardwareSimService, Reply, Request, SharedSnapshot, Snapshot,
 };
@@ -253,13 +253,26 @@ impl Driver {
     async fn on_key(&mut self, key: RawKey) {
         let emitter = self.iface.signal_emitter();
         let sent = match self.decoders.get_mut(&key.role) {
-            Some(Decoder::Reader(w)) => match w.handle_key(key.code, key.value, key.at) {
-                Some(outcome) => emit_scan(emitter, &key.role, outcome).await,
-                None => Ok(()),
-            },
-            Some(Decoder::Keypad(k)) => match k.handle_key(key.code, key.value) {
-                Some(name) => HardwareService::keypad_key(emitter, &key.role, name.as_str()).await,
-                None => Ok(()),
+            Some(Decoder::Reader(w)) => {
+                let outcome = match key.input {
+                    KeyInput::Key { code, value } => w.handle_key(code, value, key.at),
+                    KeyInput::Dropped => w.handle_dropped(key.at),
+                };
+                match outcome {
+                    Some(outcome) => emit_scan(emitter, &key.role, outcome).await,
+                    None => Ok(()),
+                }
+            }
+            Some(Decoder::Keypad(k)) => match key.input {
+                KeyInput::Key { code, value } => match k.handle_key(code, value) {
+                    Some(name) => {
+                        HardwareService::keypad_key(emitter, &key.role, name.as_str()).await
+                    }
+                    None => Ok(()),
+                },
+                // A lost keypad press cannot be recovered; the PIN entry it belonged to will
+                // simply be wrong or incomplete, which policyd handles.
+                KeyInput::Dropped => Ok(()),
             },
             None => Ok(()),
         };

@@ -8,12 +8,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
-use evdev::{Device, EventStream, EventSummary};
+use evdev::raw_stream::{EventStream, RawDevice as Device};
+use evdev::{EventSummary, SynchronizationCode};
 use nix::errno::Errno;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DeviceSelector, InputError, RawKey};
+use super::{DeviceSelector, InputError, KeyInput, RawKey};
 
 /// Where the kernel (devtmpfs) puts evdev nodes.
 const INPUT_DIR: &str = "/dev/input";
@@ -129,13 +130,17 @@ async fn forward_keys(
     loop {
         match stream.next_event().await {
             Ok(event) => {
-                let EventSummary::Key(_, code, value) = event.destructure() else {
-                    continue;
+                let input = match event.destructure() {
+                    EventSummary::Key(_, code, value) => KeyInput::Key { code, value },
+                    EventSummary::Synchronization(_, SynchronizationCode::SYN_DROPPED, _) => {
+                        tracing::warn!(%role, %device, "the kernel dropped input events (SYN_DROPPED)");
+                        KeyInput::Dropped
+                    }
+                    _ => continue,
                 };
                 let key = RawKey {
                     role: role.clone(),
-                    code,
-                    value,
+                    input,
                     at: Instant::now(),
                 };
                 if tx.send(key).await.is_err() {
@@ -308,8 +313,14 @@ mod tests {
             let key = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?;
             let key = key.ok_or("reader ended early")?;
             assert_eq!(
-                (key.role.as_str(), key.code, key.value),
-                ("badge", KeyCode::KEY_A, value)
+                (key.role.as_str(), key.input),
+                (
+                    "badge",
+                    KeyInput::Key {
+                        code: KeyCode::KEY_A,
+                        value
+                    }
+                )
             );
             assert!(key.at >= before);
         }

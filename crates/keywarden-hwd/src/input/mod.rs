@@ -38,15 +38,28 @@ impl fmt::Display for DeviceSelector {
     }
 }
 
-/// One key event read from an input device.
+/// What an input device reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyInput {
+    /// A key event.
+    Key {
+        /// The Linux key code.
+        code: KeyCode,
+        /// 0 release, 1 press, 2 autorepeat.
+        value: i32,
+    },
+    /// The kernel's buffer for this reader overflowed (`SYN_DROPPED`): key events were lost here,
+    /// so whatever scan is in progress cannot be trusted.
+    Dropped,
+}
+
+/// One event read from an input device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawKey {
     /// The board's role for the device (the reader or keypad name used in signals).
     pub role: String,
-    /// The Linux key code.
-    pub code: KeyCode,
-    /// 0 release, 1 press, 2 autorepeat.
-    pub value: i32,
+    /// What happened.
+    pub input: KeyInput,
     /// When the event was read (not the kernel timestamp, which is on another clock).
     pub at: Instant,
 }

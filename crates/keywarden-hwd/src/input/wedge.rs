@@ -207,6 +207,31 @@ impl WedgeDecoder {
         expired
     }
 
+    /// The kernel dropped key events at `now` (`SYN_DROPPED`): the scan in progress, or the one
+    /// whose keys were lost, is rejected as garbled when it ends (terminator or timeout). Shift
+    /// state is unknown after a drop, so it is reset.
+    pub fn handle_dropped(&mut self, now: Instant) -> Option<ScanOutcome> {
+        let expired = self.handle_timeout(now);
+        self.left_shift = false;
+        self.right_shift = false;
+        let scan = self.scan.get_or_insert_with(|| Scan {
+            text: String::new(),
+            last_press: now,
+            failed: None,
+        });
+        scan.last_press = now;
+        if scan.failed.is_none() {
+            scan.failed = Some(ScanRejection {
+                kind: RejectKind::Garbled,
+                detail: format!(
+                    "key events were dropped by the kernel after {} chars",
+                    scan.text.len()
+                ),
+            });
+        }
+        expired
+    }
+
     /// Ends the scan in progress if its inter-key timeout has passed at `now`.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<ScanOutcome> {
         if now < self.poll_timeout()? {
@@ -335,6 +360,31 @@ mod tests {
         assert_eq!(config.terminator, Terminator::Enter);
         assert_eq!(config.inter_key_timeout, 50 * MS);
         assert_eq!(config.max_length, 64);
+    }
+
+    #[test]
+    fn dropped_events_reject_the_scan_once_and_the_next_scan_is_clean() {
+        let mut h = Harness::new(WedgeConfig::default());
+        h.type_str("EMP-", 2 * MS);
+        h.event(KeyCode::KEY_LEFTSHIFT, 1);
+        h.outcomes.extend(h.decoder.handle_dropped(h.now));
+        h.type_str("0042", 2 * MS);
+        h.tap(KeyCode::KEY_ENTER);
+        assert_eq!(
+            rejected(&mut h),
+            ["garbled: key events were dropped by the kernel after 4 chars"]
+        );
+        h.type_str("ok", 2 * MS);
+        h.tap(KeyCode::KEY_ENTER);
+        assert_eq!(h.take(), scanned("ok"), "shift was reset by the drop");
+        // A drop between scans: the keys lost may have started a scan, so the next one is suspect.
+        h.outcomes.extend(h.decoder.handle_dropped(h.now));
+        h.type_str("42", 2 * MS);
+        h.tap(KeyCode::KEY_ENTER);
+        assert_eq!(
+            rejected(&mut h),
+            ["garbled: key events were dropped by the kernel after 0 chars"]
+        );
     }
 
     #[test]
