@@ -1,5 +1,7 @@
 //! Logging setup: journald on the appliance, standard error elsewhere; `RUST_LOG` filters.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
