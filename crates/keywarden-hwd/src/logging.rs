@@ -16,7 +16,12 @@ pub fn init(journald: bool) {
             return;
         }
     }
+    let ansi = std::io::stderr().is_terminal();
     registry
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi),
+        )
         .init();
 }
