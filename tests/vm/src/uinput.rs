@@ -152,7 +152,8 @@ fn event_node(device: &mut VirtualDevice) -> std::io::Result<PathBuf> {
     }
 }
 
-/// The key (and whether shift is held) that types `c` on a US layout.
+/// The key (and whether shift is held) that types `c` on a US layout. Deliberately not hwd's
+/// `input::keymap`: the scenarios need an independent encoder, or a keymap bug would cancel out.
 pub fn key_for(c: char) -> Option<(KeyCode, bool)> {
     const LETTERS: [KeyCode; 26] = [
         KeyCode::KEY_A,
