@@ -1,7 +1,7 @@
 //! The crate's one error enum, a variant per failed operation with its context, plus the board
 //! file's detail enum. Caller misuse ([`CoreError`], mapped to `InvalidArgument`/`NoSuchSlot`/...) is
-//! kept apart from device faults. The mapping to D-Bus error names is [`Error::to_dbus`] and
-//! [`CoreError`]'s `From` impl, in this one file.
+//! kept apart from device faults. The mapping to D-Bus error names is the `From` impls for
+//! [`HardwareError`] in this one file (plus `SimError`'s, beside the sim interface in `service.rs`).
 
 use std::path::PathBuf;
 
@@ -139,13 +139,16 @@ impl From<CoreError> for HardwareError {
     }
 }
 
-impl Error {
-    /// The D-Bus error a caller sees for this failure.
-    pub fn to_dbus(&self) -> HardwareError {
-        match self {
-            Error::Core(e) => e.clone().into(),
-            Error::Fingerprint(e) => HardwareError::DeviceFault(e.to_string()),
-            other => HardwareError::DeviceFault(other.to_string()),
+impl From<&FingerprintError> for HardwareError {
+    fn from(e: &FingerprintError) -> Self {
+        match e {
+            FingerprintError::Timeout { .. } | FingerprintError::EnrollTimeout { .. } => {
+                HardwareError::Timeout(e.to_string())
+            }
+            FingerprintError::TemplateOutOfRange { .. } => {
+                HardwareError::InvalidArgument(e.to_string())
+            }
+            _ => HardwareError::DeviceFault(e.to_string()),
         }
     }
 }

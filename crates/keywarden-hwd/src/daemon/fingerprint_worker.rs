@@ -41,19 +41,6 @@ pub enum FingerEvent {
     NotMatched(String),
 }
 
-/// The D-Bus error for a module failure.
-pub fn to_dbus(e: &FingerprintError) -> HardwareError {
-    match e {
-        FingerprintError::Timeout { .. } | FingerprintError::EnrollTimeout { .. } => {
-            HardwareError::Timeout(e.to_string())
-        }
-        FingerprintError::TemplateOutOfRange { .. } => {
-            HardwareError::InvalidArgument(e.to_string())
-        }
-        _ => HardwareError::DeviceFault(e.to_string()),
-    }
-}
-
 /// Connect to the module on `port` and start its thread. Returns the job queue.
 pub fn start(
     spec: &FingerprintSpec,
@@ -117,12 +104,13 @@ fn run(module: &mut FingerprintModule<SerialPort>, job: Job, events: &mpsc::Send
             let result = template(id).and_then(|id| {
                 module
                     .enroll(id, ENROLL_TIMEOUT, ENROLL_TIMEOUT)
-                    .map_err(|e| to_dbus(&e))
+                    .map_err(|e| HardwareError::from(&e))
             });
             drop(reply.send(result));
         }
         Job::Delete(id, reply) => {
-            let result = template(id).and_then(|id| module.delete(id).map_err(|e| to_dbus(&e)));
+            let result =
+                template(id).and_then(|id| module.delete(id).map_err(|e| HardwareError::from(&e)));
             drop(reply.send(result));
         }
         Job::SelfTest(reply) => {
