@@ -179,7 +179,7 @@ pub async fn run(options: Options) -> Result<()> {
             Some(key) = driver.hardware.keys.recv() => driver.on_key(key).await,
             Some(ev) = driver.finger_events.recv() => driver.on_finger(ev).await,
             Some(call) = calls.recv() => driver.on_call(call),
-            () = sleep => driver.on_timeout(),
+            () = sleep => driver.on_timeout().await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_watchdog(),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -296,25 +296,20 @@ impl Driver {
         }
     }
 
-    fn on_timeout(&mut self) {
+    /// Fire the core's timers and end every scan whose inter-key timeout passed. Scan outcomes
+    /// are emitted here, in order, like those ended by a key in `on_key`.
+    async fn on_timeout(&mut self) {
         let now = Instant::now();
         self.cabinet.handle_timeout(now);
-        let mut outcomes = Vec::new();
+        let emitter = self.iface.signal_emitter();
         for (role, d) in &mut self.decoders {
-            if let Decoder::Reader(w) = d {
-                if let Some(o) = w.handle_timeout(now) {
-                    outcomes.push((role.clone(), o));
-                }
-            }
-        }
-        let emitter = self.iface.signal_emitter().clone();
-        tokio::spawn(async move {
-            for (role, o) in outcomes {
-                if let Err(e) = emit_scan(&emitter, &role, o).await {
+            let Decoder::Reader(w) = d else { continue };
+            if let Some(outcome) = w.handle_timeout(now) {
+                if let Err(e) = emit_scan(emitter, role, outcome).await {
                     tracing::error!(error = %e, "emitting a scan signal failed");
                 }
             }
-        });
+        }
     }
 
     fn on_call(&mut self, call: Call) {
