@@ -1,0 +1,2 @@
+//! Sans-IO core (in progress).
+pub mod effects;
