@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::{OwnedValue, Type, Value};
 
+use crate::string_enum::string_enum;
+pub use crate::string_enum::UnknownValue;
+
 /// Longest unlock or release pulse a caller may ask for, in seconds.
 pub const MAX_PULSE_SECONDS: u32 = 60;
 
@@ -53,56 +56,6 @@ pub enum HardwareError {
     DeviceFault(String),
     /// The operation did not complete in time (e.g. no finger presented).
     Timeout(String),
-}
-
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The wire string.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
-                        what: stringify!($name),
-                        value: s.to_owned(),
-                        allowed: &[$($text),+],
-                    }),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-/// A string argument that is not one of the allowed values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {value:?} is not one of {allowed:?}")]
-pub struct UnknownValue {
-    /// The kind of value.
-    pub what: &'static str,
-    /// What was given.
-    pub value: String,
-    /// What is allowed.
-    pub allowed: &'static [&'static str],
 }
 
 string_enum! {

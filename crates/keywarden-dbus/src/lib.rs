@@ -8,8 +8,13 @@
 //! Wire types are plain data with `zvariant` traits; the services convert them to and from their
 //! core types at the edge, so core types never derive serde or zvariant traits.
 
+mod string_enum;
+
 pub mod hardware;
+pub mod policy;
 pub mod xml;
+
+pub use string_enum::UnknownValue;
 
 /// Well-known bus names and object paths fixed by DESIGN.md.
 pub mod names {
@@ -27,6 +32,8 @@ pub mod names {
     pub const POLICY_BUS_NAME: &str = "org.keywarden.Policy1";
     /// Object path of the policy interface.
     pub const POLICY_PATH: &str = "/org/keywarden/Policy1";
+    /// Interface name of the policy service.
+    pub const POLICY_INTERFACE: &str = "org.keywarden.Policy1";
     /// Bus name owned by `keywarden-updated`.
     pub const UPDATE_BUS_NAME: &str = "org.keywarden.Update1";
     /// Object path of the update interface.

@@ -7,10 +7,17 @@
 //!   `poll_effect()` out, `poll_timeout()` next.
 //! - [`admin`]: the closed set of admin changes.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, the audit chain, credentials.
-//! - `service`, `daemon`: the D-Bus adapter and the driver loop.
+//! - [`config`]: the site policy file.
+//! - [`service`], [`wire`]: the D-Bus adapter and its conversions.
+//! - [`daemon`]: the driver loop, the only place with clocks, IO and randomness.
 
 pub mod admin;
+pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod error;
+pub mod logging;
 pub mod model;
+pub mod service;
 pub mod store;
+pub mod wire;

@@ -3,39 +3,16 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use futures_util::stream::StreamExt;
 use keywarden_dbus::hardware::{Hardware1Proxy, HardwareSim1Proxy};
 use zbus::Connection;
 
-use crate::error::Error;
+use crate::error::{call, Error};
 
-/// Keywarden key cabinet command line.
-#[derive(Parser)]
-#[command(
-    version,
-    after_help = "Exit codes: 0 success, 1 refused or failed, 2 usage, 3 bus or service unreachable."
-)]
-pub struct Cli {
-    /// D-Bus address to use instead of the system bus.
-    #[arg(long, global = true)]
-    bus_address: Option<String>,
-    #[command(subcommand)]
-    command: Top,
-}
-
-#[derive(Subcommand)]
-enum Top {
-    /// The hardware service (org.keywarden.Hardware1).
-    #[command(subcommand)]
-    Hw(Hw),
-    /// The sim backend's control surface (host demo and tests only).
-    #[command(subcommand)]
-    Sim(Sim),
-}
-
-#[derive(Subcommand)]
-enum Hw {
+/// The hardware service.
+#[derive(Debug, Subcommand)]
+pub enum Hw {
     /// Show door, lock, alarm, tamper, slots and fingerprint module state.
     Status,
     /// Print every signal as it arrives (Ctrl-C to stop).
@@ -65,8 +42,9 @@ enum Hw {
     Selftest,
 }
 
-#[derive(Subcommand)]
-enum Sim {
+/// The sim backend's control surface.
+#[derive(Debug, Subcommand)]
+pub enum Sim {
     /// Scan TEXT on badge reader READER.
     Scan { reader: String, text: String },
     /// Press keypad keys: 0-9, *, #, enter, clear, cancel.
@@ -88,48 +66,26 @@ enum Sim {
     Output { line: String },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OpenClosed {
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OpenClosed {
     Open,
     Closed,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Occupancy {
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Occupancy {
     Occupied,
     Empty,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OnOff {
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OnOff {
     On,
     Off,
 }
 
-fn call(what: impl Into<String>) -> impl FnOnce(zbus::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Call { what, source }
-}
-
-/// Run one command.
-pub async fn run(cli: Cli) -> Result<(), Error> {
-    let conn = match &cli.bus_address {
-        Some(addr) => {
-            zbus::connection::Builder::address(addr.as_str())
-                .map_err(Error::Connect)?
-                .build()
-                .await
-        }
-        None => Connection::system().await,
-    }
-    .map_err(Error::Connect)?;
-    match cli.command {
-        Top::Hw(cmd) => hw(&conn, cmd).await,
-        Top::Sim(cmd) => sim(&conn, cmd).await,
-    }
-}
-
-async fn hw(conn: &Connection, cmd: Hw) -> Result<(), Error> {
+/// Run one `hw` command.
+pub async fn hw(conn: &Connection, cmd: Hw) -> Result<(), Error> {
     let hw = Hardware1Proxy::new(conn)
         .await
         .map_err(call("connect to org.keywarden.Hardware1"))?;
@@ -175,7 +131,7 @@ async fn hw(conn: &Connection, cmd: Hw) -> Result<(), Error> {
             if failed > 0 {
                 return Err(Error::Call {
                     what: "self-test".into(),
-                    source: zbus::Error::Failure(format!("{failed} checks failed")),
+                    source: Box::new(zbus::Error::Failure(format!("{failed} checks failed"))),
                 });
             }
             Ok(())
@@ -273,7 +229,8 @@ async fn watch(
     }
 }
 
-async fn sim(conn: &Connection, cmd: Sim) -> Result<(), Error> {
+/// Run one `sim` command.
+pub async fn sim(conn: &Connection, cmd: Sim) -> Result<(), Error> {
     let sim = HardwareSim1Proxy::new(conn)
         .await
         .map_err(call("connect to org.keywarden.HardwareSim1"))?;

@@ -1,13 +1,18 @@
-//! `keywarden`: the command line. Exit codes: 0 success, 1 the service refused or failed,
-//! 2 usage error (clap), 3 the bus or service is unreachable.
+//! `keywarden`: the command line. Exit codes (see `error.rs`): 0 success, 1 failed,
+//! 2 usage error or refused by the service, 3 the bus or service is unreachable.
 
+mod cli;
 mod error;
 mod hw;
+mod output;
+mod policy;
+mod secret;
+mod times;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = hw::Cli::parse();
+    let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -15,10 +20,10 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keywarden: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return std::process::ExitCode::from(error::exit::FAILED);
         }
     };
-    match runtime.block_on(hw::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keywarden: {e}");

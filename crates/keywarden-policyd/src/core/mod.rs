@@ -356,9 +356,27 @@ impl Core {
 
     /// Replace the decision state after an admin change (or after a failed commit, from the
     /// database). Open loans the session depends on are re-read from the new state.
-    pub fn replace_state(&mut self, state: PolicyState) {
+    ///
+    /// An admin placing a key in a slot (`PlaceKey`) resolves a "key in the wrong place" alarm
+    /// about that slot: it is cleared here.
+    pub fn replace_state(&mut self, state: PolicyState, now: &Now) {
         self.state = state;
         self.view_changed = true;
+        let resolved: Vec<String> = self
+            .alarms
+            .iter()
+            .filter(|(kind, subject)| {
+                *kind == AlarmKind::WrongSlot
+                    && subject
+                        .strip_prefix("slot:")
+                        .and_then(|n| n.parse::<SlotNumber>().ok())
+                        .is_some_and(|n| self.state.slot_contents.contains_key(&n))
+            })
+            .map(|(_, subject)| subject.clone())
+            .collect();
+        for subject in resolved {
+            self.set_alarm(AlarmKind::WrongSlot, subject, false, vec![], now);
+        }
     }
 
     // ---- hardware inputs ----
@@ -1274,11 +1292,11 @@ impl Core {
             _ => {}
         }
         // Nobody was granted this slot.
-        let key = self.state.slot_contents.remove(&slot);
-        let subject = match key {
-            Some(k) => key_subject(&self.label(k)),
-            None => slot_subject(slot),
+        let Some(key) = self.state.slot_contents.remove(&slot) else {
+            // The records already had it empty: the sensor caught up with them.
+            return;
         };
+        let subject = key_subject(&self.label(key));
         self.commit(
             vec![Change::SlotContents { slot, key: None }],
             vec![],
@@ -1346,6 +1364,10 @@ impl Core {
                 self.show(format!("Key {} returned, thank you", self.label(key)), now);
                 return;
             }
+        }
+        if self.state.slot_contents.contains_key(&slot) {
+            // The records already place a key here: the sensor caught up with them.
+            return;
         }
         // No return in progress: a key whose home is this slot may simply be put back
         // (fixed-slot cabinets); anything else is an unidentified key in a slot.

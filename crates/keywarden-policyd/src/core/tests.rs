@@ -352,7 +352,7 @@ fn unknown_badge_and_wrong_factor_are_refused_and_recorded() {
     if let Some(u) = s.users.get_mut(&ALICE) {
         u.factors = Factors::FingerprintPin;
     }
-    rig.core.replace_state(s);
+    rig.core.replace_state(s, &now);
     rig.core.handle_badge("h-alice", &now);
     rig.drain();
     assert_eq!(rig.denials(), vec!["unknown-badge", "wrong-factor"]);
@@ -943,4 +943,27 @@ fn denial_codes_are_distinct() {
     ];
     let codes: BTreeSet<&str> = all.iter().map(Denial::code).collect();
     assert_eq!(codes.len(), all.len());
+}
+
+#[test]
+fn sensors_catching_up_with_the_records_raise_nothing() {
+    let mut rig = Rig::new(state());
+    rig.slot(1, true); // records: 204 is in slot 1
+    rig.slot(5, false); // records: slot 5 is empty
+    assert!(rig.alarms().is_empty());
+    assert!(rig.events().is_empty());
+}
+
+#[test]
+fn an_unidentified_key_alarm_clears_when_an_admin_places_a_key_there() {
+    let mut rig = Rig::new(state());
+    rig.slot(5, true);
+    assert_eq!(rig.alarms(), vec![(AlarmKind::WrongSlot, "slot:5".into())]);
+    let mut s = state();
+    s.slot_contents.insert(5, KPOOL);
+    s.slot_contents.remove(&2);
+    let now = rig.clock.now();
+    rig.core.replace_state(s, &now);
+    rig.drain();
+    assert!(rig.alarms().is_empty());
 }

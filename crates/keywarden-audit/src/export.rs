@@ -1,0 +1,379 @@
+//! The export file (JSON Lines): [`ExportWriter`] and [`verify_export`].
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, BufWriter, Read as _, Write};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::{Digest, Entry, EntryRef};
+use crate::error::VerifyError;
+use crate::key::parse_public_key;
+use crate::verify::{Report, Verifier};
+
+/// The header's `format`.
+pub const FORMAT: &str = "keywarden-audit";
+/// The header's `version`.
+pub const VERSION: u64 = 1;
+/// The longest line [`verify_export`] accepts, in bytes without the newline (16 MiB). It bounds
+/// the verifier's memory; the store keeps entries far smaller.
+pub const MAX_LINE_LEN: usize = 16 * 1024 * 1024;
+
+/// Serializes bytes as lowercase hex without allocating.
+struct Hex<'a>(&'a [u8]);
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 128];
+        let out = buf
+            .get_mut(..self.0.len() * 2)
+            .ok_or_else(|| serde::ser::Error::custom("hex value too long"))?;
+        hex::encode_to_slice(self.0, out).map_err(serde::ser::Error::custom)?;
+        let text = std::str::from_utf8(out).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+}
+
+#[derive(Serialize)]
+struct HeaderOut<'a> {
+    format: &'a str,
+    version: u64,
+    device_key: &'a str,
+    first_seq: u64,
+    prev_hash: Hex<'a>,
+    exported_at_ms: i64,
+}
+
+#[derive(Serialize)]
+enum RecordOut<'a> {
+    #[serde(rename = "entry")]
+    Entry(EntryOut<'a>),
+    #[serde(rename = "checkpoint")]
+    Checkpoint(CheckpointOut<'a>),
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    seq: u64,
+    at_ms: i64,
+    kind: &'a str,
+    actor: &'a str,
+    subject: &'a str,
+    detail: &'a str,
+    hash: Hex<'a>,
+}
+
+#[derive(Serialize)]
+struct CheckpointOut<'a> {
+    seq: u64,
+    hash: Hex<'a>,
+    at_ms: i64,
+    signature: Hex<'a>,
+}
+
+/// Just enough of the header to tell the format and version, whatever else it holds.
+#[derive(Deserialize)]
+struct HeaderProbe<'a> {
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    version: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderIn<'a> {
+    // `format` and `version` were checked by the probe; `exported_at_ms` is informational.
+    #[serde(rename = "format")]
+    _format: serde::de::IgnoredAny,
+    #[serde(rename = "version")]
+    _version: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    device_key: Cow<'a, str>,
+    first_seq: u64,
+    #[serde(borrow)]
+    prev_hash: Cow<'a, str>,
+    #[serde(rename = "exported_at_ms")]
+    _exported_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+enum RecordIn<'a> {
+    #[serde(rename = "entry", borrow)]
+    Entry(EntryIn<'a>),
+    #[serde(rename = "checkpoint", borrow)]
+    Checkpoint(CheckpointIn<'a>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn<'a> {
+    seq: u64,
+    at_ms: i64,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    actor: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
+    #[serde(borrow)]
+    detail: Cow<'a, str>,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointIn<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+    at_ms: i64,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+}
+
+/// Writes an export file: the header at construction, then entries and checkpoints in the
+/// order given, one JSON object per line.
+///
+/// Give each checkpoint right after the entry with its seq, and end with a checkpoint covering
+/// the last entry (sign one at the head when exporting), or the export will not verify. The
+/// writer does not check order: it writes a damaged trail as it is, for the verifier to report.
+/// Output is buffered; [`finish`](ExportWriter::finish) flushes it.
+pub struct ExportWriter<W: Write> {
+    out: BufWriter<W>,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// Writes the header. `device_key_hex` is the device's public key
+    /// ([`DeviceKey::public_hex`](crate::DeviceKey::public_hex)); an invalid one is refused
+    /// with [`io::ErrorKind::InvalidInput`]. The export holds entries from `first_seq` on
+    /// (1 for the whole trail), chained after `prev_hash` ([`GENESIS`](crate::GENESIS) for
+    /// seq 1). `exported_at_ms` is informational (not signed).
+    pub fn new(
+        out: W,
+        device_key_hex: &str,
+        first_seq: u64,
+        prev_hash: &Digest,
+        exported_at_ms: i64,
+    ) -> Result<Self, io::Error> {
+        parse_public_key(device_key_hex)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut writer = ExportWriter {
+            out: BufWriter::new(out),
+        };
+        writer.line(&HeaderOut {
+            format: FORMAT,
+            version: VERSION,
+            device_key: device_key_hex,
+            first_seq,
+            prev_hash: Hex(prev_hash),
+            exported_at_ms,
+        })?;
+        Ok(writer)
+    }
+
+    /// Writes an entry line with its stored hash.
+    pub fn entry(&mut self, entry: &Entry, hash: &Digest) -> Result<(), io::Error> {
+        self.line(&RecordOut::Entry(EntryOut {
+            seq: entry.seq,
+            at_ms: entry.at_ms,
+            kind: &entry.kind,
+            actor: &entry.actor,
+            subject: &entry.subject,
+            detail: &entry.detail,
+            hash: Hex(hash),
+        }))
+    }
+
+    /// Writes a checkpoint line.
+    pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), io::Error> {
+        self.line(&RecordOut::Checkpoint(CheckpointOut {
+            seq: cp.seq,
+            hash: Hex(&cp.hash),
+            at_ms: cp.at_ms,
+            signature: Hex(&cp.signature),
+        }))
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> Result<W, io::Error> {
+        self.out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
+
+    fn line<T: Serialize>(&mut self, value: &T) -> Result<(), io::Error> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+/// Verifies an export read from `input`, streaming: memory use is bounded by one line
+/// ([`MAX_LINE_LEN`]) whatever the number of entries.
+///
+/// `trusted` is the device's known public key. With `Some`, a header naming another key fails
+/// with [`VerifyError::WrongKey`]. With `None` the header's own key is used, which proves only
+/// that the export is consistent with *some* key: whoever rewrites the whole file can sign it
+/// with their own. A person must then compare [`Report::key_hex`] with the device's key (shown
+/// by the device), and [`Report::first_seq`], [`Report::last_seq`] and [`Report::head`] with
+/// what they expect (see the crate docs' limits).
+pub fn verify_export<R: BufRead>(
+    input: R,
+    trusted: Option<&VerifyingKey>,
+) -> Result<Report, VerifyError> {
+    let mut lines = Lines::new(input);
+    let Some((_, header)) = lines.next()? else {
+        return Err(VerifyError::Malformed {
+            line: 1,
+            reason: "missing header line: the file is empty".to_owned(),
+        });
+    };
+    let mut verifier = parse_header(header, trusted)?;
+    while let Some((line_no, line)) = lines.next()? {
+        match parse_json::<RecordIn<'_>>(line, line_no)? {
+            RecordIn::Entry(e) => {
+                let hash = decode_hex::<32>(&e.hash, "hash", line_no)?;
+                let entry = EntryRef {
+                    seq: e.seq,
+                    at_ms: e.at_ms,
+                    kind: &e.kind,
+                    actor: &e.actor,
+                    subject: &e.subject,
+                    detail: &e.detail,
+                };
+                verifier.entry_ref(entry, &hash)?;
+            }
+            RecordIn::Checkpoint(c) => {
+                let cp = Checkpoint {
+                    seq: c.seq,
+                    hash: decode_hex::<32>(&c.hash, "hash", line_no)?,
+                    at_ms: c.at_ms,
+                    signature: decode_hex::<64>(&c.signature, "signature", line_no)?,
+                };
+                verifier.checkpoint(&cp)?;
+            }
+        }
+    }
+    verifier.finish()
+}
+
+/// Checks the header (line 1) and starts the verifier it describes.
+fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier, VerifyError> {
+    let probe: HeaderProbe<'_> =
+        serde_json::from_slice(line).map_err(|e| malformed(1, "not an export header", &e))?;
+    if probe.format != FORMAT || probe.version != VERSION {
+        return Err(VerifyError::UnsupportedFormat {
+            format: probe.format.into_owned(),
+            version: probe.version,
+        });
+    }
+    let header: HeaderIn<'_> = parse_json(line, 1)?;
+    let header_key = parse_public_key(&header.device_key).map_err(|e| VerifyError::Malformed {
+        line: 1,
+        reason: format!("device_key: {e}"),
+    })?;
+    let key = match trusted {
+        Some(trusted) if *trusted != header_key => {
+            return Err(VerifyError::WrongKey {
+                expected: hex::encode(trusted.as_bytes()),
+                found: hex::encode(header_key.as_bytes()),
+            })
+        }
+        _ => header_key,
+    };
+    if header.first_seq == 0 {
+        return Err(VerifyError::Malformed {
+            line: 1,
+            reason: "first_seq must be at least 1".to_owned(),
+        });
+    }
+    let prev_hash = decode_hex::<32>(&header.prev_hash, "prev_hash", 1)?;
+    Ok(Verifier::new(key, header.first_seq, prev_hash))
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(line: &'a [u8], line_no: u64) -> Result<T, VerifyError> {
+    serde_json::from_slice(line).map_err(|e| malformed(line_no, "invalid line", &e))
+}
+
+fn malformed(line: u64, what: &str, error: &serde_json::Error) -> VerifyError {
+    // serde_json counts lines within the slice; only the column is useful here.
+    let reason = error
+        .to_string()
+        .replace(" at line 1 column ", " at column ");
+    VerifyError::Malformed {
+        line,
+        reason: format!("{what}: {reason}"),
+    }
+}
+
+fn decode_hex<const N: usize>(text: &str, field: &str, line: u64) -> Result<[u8; N], VerifyError> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|e| VerifyError::Malformed {
+        line,
+        reason: format!("{field}: expected {} hex digits: {e}", N * 2),
+    })?;
+    Ok(out)
+}
+
+/// Reads lines into one reused buffer, at most [`MAX_LINE_LEN`] bytes each.
+struct Lines<R> {
+    input: R,
+    buf: Vec<u8>,
+    line_no: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(input: R) -> Self {
+        Lines {
+            input,
+            buf: Vec::new(),
+            line_no: 0,
+        }
+    }
+
+    /// The next line's number and content without its line ending, or `None` at the end of the
+    /// input.
+    fn next(&mut self) -> Result<Option<(u64, &[u8])>, VerifyError> {
+        self.buf.clear();
+        let line = self.line_no + 1;
+        let limit = MAX_LINE_LEN as u64 + 1; // the content plus its newline
+        let read = (&mut self.input)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| VerifyError::Read {
+                line,
+                reason: e.to_string(),
+            })?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.line_no = line;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() > MAX_LINE_LEN {
+            return Err(VerifyError::Malformed {
+                line,
+                reason: format!("line longer than {MAX_LINE_LEN} bytes"),
+            });
+        } else if serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_err() {
+            // Every line the writer makes ends with a newline; a broken last line without one
+            // was cut off.
+            return Err(VerifyError::Malformed {
+                line,
+                reason: "incomplete last line: the export was cut off".to_owned(),
+            });
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        if self.buf.is_empty() {
+            return Err(VerifyError::Malformed {
+                line,
+                reason: "empty line".to_owned(),
+            });
+        }
+        Ok(Some((line, &self.buf)))
+    }
+}

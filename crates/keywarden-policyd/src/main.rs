@@ -1,0 +1,70 @@
+//! `keywarden-policyd`: see the library documentation. Exit codes: 0 clean shutdown, 1 failure,
+//! 2 configuration refused (policy file), 4 bus unreachable. A corrupt database is not an exit:
+//! the service stays up out of service, so `Status` says why and every lock stays shut.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use keywarden_policyd::daemon::{run, Options};
+
+/// Keywarden policy and audit service.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 clean shutdown, 1 failure, 2 configuration refused, 4 bus unreachable."
+)]
+struct Args {
+    /// SQLite database (data partition).
+    #[arg(long, default_value = "/var/lib/keywarden/keywarden.db")]
+    database: PathBuf,
+    /// ed25519 device key signing audit checkpoints (PKCS#8 PEM); generated if missing.
+    #[arg(long, default_value = "/var/lib/keywarden/identity/device-key.pem")]
+    device_key: PathBuf,
+    /// Key for hashing badge codes (32 bytes); generated if missing.
+    #[arg(long, default_value = "/var/lib/keywarden/secrets/badge.key")]
+    badge_key: PathBuf,
+    /// Site policy file.
+    #[arg(long, default_value = "/etc/keywarden/policy.toml")]
+    config: PathBuf,
+    /// D-Bus address to use instead of the system bus.
+    #[arg(long)]
+    bus_address: Option<String>,
+    /// Group allowed admin methods; repeatable.
+    #[arg(long = "admin-group", default_values_t = [String::from("keywarden-admin")])]
+    admin_groups: Vec<String>,
+    /// Group allowed console methods; repeatable.
+    #[arg(long = "console-group", default_values_t = [String::from("keywarden-console")])]
+    console_groups: Vec<String>,
+    /// Log to journald instead of standard error.
+    #[arg(long)]
+    journald: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    keywarden_policyd::logging::init(a.journald);
+    let options = Options {
+        database: a.database,
+        device_key: a.device_key,
+        badge_key: a.badge_key,
+        config: a.config,
+        bus_address: a.bus_address,
+        admin_groups: a.admin_groups,
+        console_groups: a.console_groups,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywarden-policyd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("keywarden-policyd: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
