@@ -2,83 +2,23 @@
 //! `keywarden-hwd` binary on the `sim` backend. (The same scenarios on real gpio-sim and uinput
 //! devices, and callers as other uids, run in the VM: `tests/vm`.)
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use keywarden_dbus::hardware::{Hardware1Proxy, HardwareSim1Proxy};
 use keywarden_dbus::xml::check_against_committed;
+use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
 use tokio::time::{sleep, timeout};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A private bus daemon and a hwd on it; both killed on drop.
+/// A private bus daemon (carrying the shipped policy file, or none) and a hwd on it; both
+/// killed on drop.
 struct Stack {
-    _dir: tempfile::TempDir,
+    bus: PrivateBus,
+    _hwd: Daemon,
     address: String,
-    bus: Child,
-    hwd: Option<Child>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for child in self.hwd.iter_mut().chain(std::iter::once(&mut self.bus)) {
-            drop(child.kill());
-            drop(child.wait());
-        }
-    }
-}
-
-fn user_name() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| "root".to_owned(), |u| u.name)
-}
-
-/// Start dbus-daemon with a bus config that, like the system bus, allows what is not denied and
-/// then includes our policy file, with the `keywarden` user replaced by whoever runs the test.
-fn start_bus(with_policy: bool) -> (tempfile::TempDir, String, Child) {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/dbus/org.keywarden.Hardware1.conf"
-    ))
-    .unwrap();
-    let me = user_name();
-    let policy = policy
-        .replace(r#"user="keywarden""#, &format!(r#"user="{me}""#))
-        .replace(r#"user="keywarden-hw""#, &format!(r#"user="{me}""#));
-    let policy_dir = dir.path().join("system.d");
-    std::fs::create_dir(&policy_dir).unwrap();
-    if with_policy {
-        std::fs::write(policy_dir.join("org.keywarden.Hardware1.conf"), policy).unwrap();
-    }
-    let socket = dir.path().join("bus");
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/bus/private-system-bus.conf.in"
-    ))
-    .unwrap();
-    let config = template
-        .replace("@SOCKET@", &socket.display().to_string())
-        .replace("@POLICY_DIR@", &policy_dir.display().to_string());
-    let config_path = dir.path().join("bus.conf");
-    std::fs::write(&config_path, config).unwrap();
-    let bus = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon must be installed (apt-get install dbus-daemon)");
-    for _ in 0..200 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (dir, format!("unix:path={}", socket.display()), bus)
 }
 
 fn hwd(address: &str, board: &str) -> Command {
@@ -91,7 +31,7 @@ fn hwd(address: &str, board: &str) -> Command {
         "--bus-address",
         address,
         "--allow-user",
-        &user_name(),
+        &current_user(),
     ]);
     cmd
 }
@@ -103,31 +43,22 @@ async fn start() -> (Stack, zbus::Connection) {
 }
 
 async fn start_with(with_policy: bool) -> (Stack, zbus::Connection) {
-    let (dir, address, bus) = start_bus(with_policy);
-    let child = hwd(&address, DEMO_BOARD).spawn().unwrap();
-    let stack = Stack {
-        _dir: dir,
-        address,
-        bus,
-        hwd: Some(child),
+    let policies: &[&str] = if with_policy {
+        &["crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf"]
+    } else {
+        &[]
     };
-    let conn = zbus::connection::Builder::address(stack.address.as_str())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
-    for _ in 0..500 {
-        if dbus
-            .name_has_owner("org.keywarden.Hardware1".try_into().unwrap())
-            .await
-            .unwrap()
-        {
-            return (stack, conn);
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
-    panic!("keywarden-hwd did not take its bus name");
+    let bus = PrivateBus::start(policies, &["keywarden", "keywarden-hw"], &[]);
+    let child = hwd(&bus.address, DEMO_BOARD).spawn().unwrap();
+    let address = bus.address.clone();
+    let conn = bus.connect().await;
+    wait_for_name(&conn, "org.keywarden.Hardware1", T).await;
+    let stack = Stack {
+        bus,
+        _hwd: Daemon(child),
+        address,
+    };
+    (stack, conn)
 }
 
 fn error_name(e: &zbus::Error) -> String {
@@ -375,7 +306,7 @@ fn a_bad_board_file_is_refused_at_start_naming_the_field() {
 fn unlock_as_nobody(stack: &Stack) -> String {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    std::fs::set_permissions(stack._dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(stack.bus.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("dbus-send")
         .arg(format!("--bus={}", stack.address))
         .args([

@@ -69,10 +69,27 @@ impl Config {
         let mut s = Settings::default();
         let d = Settings::default();
         s.pin_attempts = range("pin-attempts", file.pin_attempts, d.pin_attempts, 1, 20)?;
-        s.lockout_seconds =
-            range("lockout-minutes", file.lockout_minutes, d.lockout_seconds / 60, 1, 24 * 60)? * 60;
-        s.pin_min_length = range("pin-min-length", file.pin_min_length, d.pin_min_length, 4, 12)?;
-        s.pin_max_length = range("pin-max-length", file.pin_max_length, d.pin_max_length, 4, 16)?;
+        s.lockout_seconds = range(
+            "lockout-minutes",
+            file.lockout_minutes,
+            d.lockout_seconds / 60,
+            1,
+            24 * 60,
+        )? * 60;
+        s.pin_min_length = range(
+            "pin-min-length",
+            file.pin_min_length,
+            d.pin_min_length,
+            4,
+            12,
+        )?;
+        s.pin_max_length = range(
+            "pin-max-length",
+            file.pin_max_length,
+            d.pin_max_length,
+            4,
+            16,
+        )?;
         if s.pin_min_length > s.pin_max_length {
             return Err("pin-min-length is greater than pin-max-length".into());
         }
@@ -83,7 +100,13 @@ impl Config {
             5,
             600,
         )?;
-        s.release_seconds = range("release-seconds", file.release_seconds, d.release_seconds, 1, 60)?;
+        s.release_seconds = range(
+            "release-seconds",
+            file.release_seconds,
+            d.release_seconds,
+            1,
+            60,
+        )?;
         s.dual_auth_window_seconds = range(
             "dual-auth-window-seconds",
             file.dual_auth_window_seconds,
@@ -103,8 +126,9 @@ impl Config {
         s.slot_locks = file.slot_locks.unwrap_or(d.slot_locks);
         let time_zone = match file.time_zone {
             None => Config::defaults().time_zone,
-            Some(name) => jiff::tz::TimeZone::get(&name)
-                .map_err(|e| format!("time-zone {name:?}: {e}"))?,
+            Some(name) => {
+                jiff::tz::TimeZone::get(&name).map_err(|e| format!("time-zone {name:?}: {e}"))?
+            }
         };
         Ok(Config {
             settings: s,

@@ -52,7 +52,10 @@ fn main() -> std::process::ExitCode {
         admin_groups: a.admin_groups,
         console_groups: a.console_groups,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keywarden-policyd: cannot start the async runtime: {e}");

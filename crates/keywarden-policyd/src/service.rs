@@ -74,7 +74,9 @@ impl Access {
         let creds = dbus
             .get_connection_credentials(sender.clone().into())
             .await
-            .map_err(|e| PolicyError::AccessDenied(format!("cannot identify caller {sender}: {e}")))?;
+            .map_err(|e| {
+                PolicyError::AccessDenied(format!("cannot identify caller {sender}: {e}"))
+            })?;
         let uid = creds
             .unix_user_id()
             .ok_or_else(|| PolicyError::AccessDenied(format!("no uid for caller {sender}")))?;
@@ -278,7 +280,10 @@ impl PolicyService {
         what: &str,
         op: impl FnOnce() -> Result<AdminOp, PolicyError>,
     ) -> Result<Reply, PolicyError> {
-        let actor = self.access.check(conn, header, what, Audience::Admin).await?;
+        let actor = self
+            .access
+            .check(conn, header, what, Audience::Admin)
+            .await?;
         let op = op()?;
         tracing::info!(actor = %actor.audit_name(), what, "admin change");
         self.call(Request::Admin(actor, op)).await
@@ -303,7 +308,9 @@ impl PolicyService {
         what: &str,
         command: ConsoleCommand,
     ) -> Result<(), PolicyError> {
-        self.access.check(conn, header, what, Audience::Console).await?;
+        self.access
+            .check(conn, header, what, Audience::Console)
+            .await?;
         self.call(Request::Console(command)).await.map(drop)
     }
 
@@ -323,7 +330,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<KeyChoice>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListKeys", Audience::Console, Listing::KeyChoices)
+            .list(
+                conn,
+                &header,
+                "ListKeys",
+                Audience::Console,
+                Listing::KeyChoices,
+            )
             .await?;
         expect_reply!(reply, KeyChoices)
     }
@@ -335,7 +348,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ReasonInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListReasons", Audience::Console, Listing::Reasons)
+            .list(
+                conn,
+                &header,
+                "ListReasons",
+                Audience::Console,
+                Listing::Reasons,
+            )
             .await?;
         expect_reply!(reply, Reasons)
     }
@@ -356,8 +375,13 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.console(conn, &header, "ChooseReason", ConsoleCommand::ChooseReason(code))
-            .await
+        self.console(
+            conn,
+            &header,
+            "ChooseReason",
+            ConsoleCommand::ChooseReason(code),
+        )
+        .await
     }
 
     async fn cancel(
@@ -413,9 +437,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "RemoveUser", || Ok(AdminOp::RemoveUser { name }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "RemoveUser", || {
+            Ok(AdminOp::RemoveUser { name })
+        })
+        .await
+        .map(drop)
     }
 
     async fn unlock_user(
@@ -424,9 +450,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "UnlockUser", || Ok(AdminOp::Unlock { user: name }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "UnlockUser", || {
+            Ok(AdminOp::Unlock { user: name })
+        })
+        .await
+        .map(drop)
     }
 
     #[zbus(out_args("users"))]
@@ -449,9 +477,11 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
         let pin = Zeroizing::new(pin);
-        self.admin(conn, &header, "SetPin", || Ok(AdminOp::SetPin { user, pin }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "SetPin", || {
+            Ok(AdminOp::SetPin { user, pin })
+        })
+        .await
+        .map(drop)
     }
 
     async fn add_badge(
@@ -462,9 +492,11 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
         let code = Zeroizing::new(code);
-        self.admin(conn, &header, "AddBadge", || Ok(AdminOp::AddBadge { user, code }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "AddBadge", || {
+            Ok(AdminOp::AddBadge { user, code })
+        })
+        .await
+        .map(drop)
     }
 
     async fn clear_badges(
@@ -473,9 +505,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "ClearBadges", || Ok(AdminOp::ClearBadges { user }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "ClearBadges", || {
+            Ok(AdminOp::ClearBadges { user })
+        })
+        .await
+        .map(drop)
     }
 
     #[zbus(out_args("template"))]
@@ -540,9 +574,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "RemoveGroup", || Ok(AdminOp::RemoveGroup { name }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "RemoveGroup", || {
+            Ok(AdminOp::RemoveGroup { name })
+        })
+        .await
+        .map(drop)
     }
 
     async fn add_member(
@@ -552,9 +588,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "AddMember", || Ok(AdminOp::AddMember { group, user }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "AddMember", || {
+            Ok(AdminOp::AddMember { group, user })
+        })
+        .await
+        .map(drop)
     }
 
     async fn remove_member(
@@ -578,7 +616,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<GroupInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListGroups", Audience::Admin, Listing::Groups)
+            .list(
+                conn,
+                &header,
+                "ListGroups",
+                Audience::Admin,
+                Listing::Groups,
+            )
             .await?;
         expect_reply!(reply, Groups)
     }
@@ -629,9 +673,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "RemoveKey", || Ok(AdminOp::RemoveKey { label }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "RemoveKey", || {
+            Ok(AdminOp::RemoveKey { label })
+        })
+        .await
+        .map(drop)
     }
 
     async fn place_key(
@@ -641,9 +687,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "PlaceKey", || Ok(AdminOp::PlaceKey { label, slot }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "PlaceKey", || {
+            Ok(AdminOp::PlaceKey { label, slot })
+        })
+        .await
+        .map(drop)
     }
 
     #[zbus(out_args("keys"))]
@@ -653,7 +701,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<KeyInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListAllKeys", Audience::Admin, Listing::AllKeys)
+            .list(
+                conn,
+                &header,
+                "ListAllKeys",
+                Audience::Admin,
+                Listing::AllKeys,
+            )
             .await?;
         expect_reply!(reply, AllKeys)
     }
@@ -711,7 +765,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<PermissionInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListPermissions", Audience::Admin, Listing::Permissions)
+            .list(
+                conn,
+                &header,
+                "ListPermissions",
+                Audience::Admin,
+                Listing::Permissions,
+            )
             .await?;
         expect_reply!(reply, Permissions)
     }
@@ -755,7 +815,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ScheduleInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListSchedules", Audience::Admin, Listing::Schedules)
+            .list(
+                conn,
+                &header,
+                "ListSchedules",
+                Audience::Admin,
+                Listing::Schedules,
+            )
             .await?;
         expect_reply!(reply, Schedules)
     }
@@ -767,9 +833,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "AddHoliday", || Ok(AdminOp::AddHoliday { date, name }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "AddHoliday", || {
+            Ok(AdminOp::AddHoliday { date, name })
+        })
+        .await
+        .map(drop)
     }
 
     async fn remove_holiday(
@@ -778,9 +846,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "RemoveHoliday", || Ok(AdminOp::RemoveHoliday { date }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "RemoveHoliday", || {
+            Ok(AdminOp::RemoveHoliday { date })
+        })
+        .await
+        .map(drop)
     }
 
     #[zbus(out_args("holidays"))]
@@ -790,7 +860,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<HolidayInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListHolidays", Audience::Admin, Listing::Holidays)
+            .list(
+                conn,
+                &header,
+                "ListHolidays",
+                Audience::Admin,
+                Listing::Holidays,
+            )
             .await?;
         expect_reply!(reply, Holidays)
     }
@@ -820,9 +896,11 @@ impl PolicyService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), PolicyError> {
-        self.admin(conn, &header, "RemoveReason", || Ok(AdminOp::RemoveReason { code }))
-            .await
-            .map(drop)
+        self.admin(conn, &header, "RemoveReason", || {
+            Ok(AdminOp::RemoveReason { code })
+        })
+        .await
+        .map(drop)
     }
 
     // ---- reservations and alarms ----
@@ -870,7 +948,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ReservationInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListReservations", Audience::Admin, Listing::Reservations)
+            .list(
+                conn,
+                &header,
+                "ListReservations",
+                Audience::Admin,
+                Listing::Reservations,
+            )
             .await?;
         expect_reply!(reply, Reservations)
     }
@@ -883,7 +967,13 @@ impl PolicyService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<AlarmInfo>, PolicyError> {
         let reply = self
-            .list(conn, &header, "ListAlarms", Audience::Admin, Listing::Alarms(active_only))
+            .list(
+                conn,
+                &header,
+                "ListAlarms",
+                Audience::Admin,
+                Listing::Alarms(active_only),
+            )
             .await?;
         expect_reply!(reply, Alarms)
     }

@@ -59,12 +59,14 @@ fn minutes(v: u32) -> Option<u32> {
 
 /// Parse a role name.
 pub fn role(text: &str) -> Result<Role, PolicyError> {
-    text.parse().map_err(|e: crate::model::UnknownName| invalid(e.to_string()))
+    text.parse()
+        .map_err(|e: crate::model::UnknownName| invalid(e.to_string()))
 }
 
 /// Parse a key kind.
 pub fn kind(text: &str) -> Result<KeyKind, PolicyError> {
-    text.parse().map_err(|e: crate::model::UnknownName| invalid(e.to_string()))
+    text.parse()
+        .map_err(|e: crate::model::UnknownName| invalid(e.to_string()))
 }
 
 /// User options (`AddUser`, `UpdateUser`) into fields.
@@ -329,7 +331,11 @@ pub fn permissions(state: &PolicyState) -> Vec<PermissionInfo> {
                 ),
                 Subject::Group(id) => format!(
                     "group:{}",
-                    state.groups.get(&id).map(|g| g.name.as_str()).unwrap_or("?")
+                    state
+                        .groups
+                        .get(&id)
+                        .map(|g| g.name.as_str())
+                        .unwrap_or("?")
                 ),
             },
             target: match p.target {

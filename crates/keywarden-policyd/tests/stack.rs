@@ -239,12 +239,20 @@ async fn badge_pin_key_reason_releases_the_slot_and_everything_is_audited() {
     let text = std::fs::read_to_string(&path).unwrap();
     let off = keywarden_audit::verify_export(text.as_bytes(), Some(&key)).unwrap();
     assert_eq!(off.entries, n);
-    for kind in ["\"granted\"", "\"removed\"", "\"authenticated\"", "\"admin\""] {
+    for kind in [
+        "\"granted\"",
+        "\"removed\"",
+        "\"authenticated\"",
+        "\"admin\"",
+    ] {
         assert!(text.contains(kind), "no {kind} in the export");
     }
     // Credentials never reach the audit trail.
     for secret in ["2468", "ALICE-0001", "BOB-0002"] {
-        assert!(!text.contains(secret), "{secret} leaked into the audit trail");
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the audit trail"
+        );
     }
 }
 
@@ -279,9 +287,19 @@ async fn denials_open_nothing_and_say_why() {
     assert_eq!(next_denial(&mut denied).await, "locked-out");
     let a = timeout(T, alarms.next()).await.unwrap().unwrap();
     let a = a.args().unwrap();
-    assert_eq!((a.kind.as_str(), a.subject.as_str(), a.active), ("pin-lockout", "user:alice", true));
+    assert_eq!(
+        (a.kind.as_str(), a.subject.as_str(), a.active),
+        ("pin-lockout", "user:alice", true)
+    );
     let users = p.list_users().await.unwrap();
-    assert!(users.iter().find(|u| u.name == "alice").unwrap().locked_until > 0);
+    assert!(
+        users
+            .iter()
+            .find(|u| u.name == "alice")
+            .unwrap()
+            .locked_until
+            > 0
+    );
 
     for slot in 1..=8 {
         assert!(!slot_released(&hw, slot).await, "slot {slot} released");
@@ -321,8 +339,15 @@ async fn wrong_slot_return_and_forced_door_raise_alarms() {
     sim.set_slot(wrong, true).await.unwrap();
     let a = timeout(T, alarms.next()).await.unwrap().unwrap();
     let a = a.args().unwrap();
-    assert_eq!((a.kind.as_str(), a.subject.as_str(), a.active), ("wrong-slot", "key:204", true));
-    assert!(p.session_prompt().await.unwrap().contains(&format!("slot {target}")));
+    assert_eq!(
+        (a.kind.as_str(), a.subject.as_str(), a.active),
+        ("wrong-slot", "key:204", true)
+    );
+    assert!(p
+        .session_prompt()
+        .await
+        .unwrap()
+        .contains(&format!("slot {target}")));
     let active = p.list_alarms(true).await.unwrap();
     assert!(active.iter().any(|a| a.kind == "wrong-slot"), "{active:?}");
 
@@ -340,7 +365,9 @@ async fn wrong_slot_return_and_forced_door_raise_alarms() {
     assert_eq!((a.kind.as_str(), a.active), ("door-forced", true));
     let list = p.list_alarms(false).await.unwrap();
     let forced = list.iter().find(|a| a.kind == "door-forced").unwrap();
-    p.acknowledge_alarm(forced.id, "checked: cleaner").await.unwrap();
+    p.acknowledge_alarm(forced.id, "checked: cleaner")
+        .await
+        .unwrap();
     let list = p.list_alarms(false).await.unwrap();
     let forced = list.iter().find(|a| a.kind == "door-forced").unwrap();
     assert!(!forced.acknowledged_by.is_empty());
@@ -361,8 +388,14 @@ async fn a_restarted_policyd_keeps_its_records_and_chain() {
     let after = p.verify_audit().await.unwrap();
     assert!(after.entries >= before.entries);
     assert_eq!(p.list_users().await.unwrap().len(), 2);
-    let err = p.add_user("alice", "staff", &Opts::new()).await.unwrap_err();
-    assert_eq!(error_name(&err), "org.keywarden.Policy1.Error.AlreadyExists");
+    let err = p
+        .add_user("alice", "staff", &Opts::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_name(&err),
+        "org.keywarden.Policy1.Error.AlreadyExists"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -402,10 +435,28 @@ async fn admin_errors_are_specific() {
     let cases: Vec<(zbus::Error, &str)> = vec![
         (p.set_pin("alice", "1234").await.unwrap_err(), "WeakPin"),
         (p.set_pin("nobody", "8642").await.unwrap_err(), "NotFound"),
-        (p.add_badge("bob", "ALICE-0001").await.unwrap_err(), "AlreadyExists"),
-        (p.add_user("Bad Name", "staff", &Opts::new()).await.unwrap_err(), "InvalidArgument"),
-        (p.add_user("carol", "janitor", &Opts::new()).await.unwrap_err(), "InvalidArgument"),
-        (p.grant("user:alice", "kind:restricted", "").await.unwrap_err(), "InvalidArgument"),
+        (
+            p.add_badge("bob", "ALICE-0001").await.unwrap_err(),
+            "AlreadyExists",
+        ),
+        (
+            p.add_user("Bad Name", "staff", &Opts::new())
+                .await
+                .unwrap_err(),
+            "InvalidArgument",
+        ),
+        (
+            p.add_user("carol", "janitor", &Opts::new())
+                .await
+                .unwrap_err(),
+            "InvalidArgument",
+        ),
+        (
+            p.grant("user:alice", "kind:restricted", "")
+                .await
+                .unwrap_err(),
+            "InvalidArgument",
+        ),
         (p.remove_schedule("nope").await.unwrap_err(), "NotFound"),
     ];
     for (err, name) in cases {
@@ -420,7 +471,9 @@ async fn admin_errors_are_specific() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    p.reserve("Pool", "alice", now - 60, now + 3600).await.unwrap();
+    p.reserve("Pool", "alice", now - 60, now + 3600)
+        .await
+        .unwrap();
     let err = p.reserve("Pool", "bob", now, now + 60).await.unwrap_err();
     assert_eq!(error_name(&err), "org.keywarden.Policy1.Error.Conflict");
 }

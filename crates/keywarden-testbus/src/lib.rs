@@ -49,8 +49,9 @@ impl Drop for Daemon {
 pub struct PrivateBus {
     /// The bus address, for `--bus-address` and `zbus::connection::Builder::address`.
     pub address: String,
-    dir: tempfile::TempDir,
+    // Fields drop in order: the daemon goes before its directory.
     _daemon: Daemon,
+    dir: tempfile::TempDir,
 }
 
 impl PrivateBus {
@@ -72,7 +73,10 @@ impl PrivateBus {
                 text = text.replace(&format!(r#"user="{u}""#), &format!(r#"user="{me}""#));
             }
             for g in groups {
-                text = text.replace(&format!(r#"group="{g}""#), &format!(r#"group="{my_group}""#));
+                text = text.replace(
+                    &format!(r#"group="{g}""#),
+                    &format!(r#"group="{my_group}""#),
+                );
             }
             let name = path.file_name().expect("policy file name");
             std::fs::write(policy_dir.join(name), text).expect("write policy");

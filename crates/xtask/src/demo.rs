@@ -1,12 +1,17 @@
 //! `cargo xtask demo`: the host demo. Starts a private `dbus-daemon` carrying the project's policy
-//! file, `keywarden-hwd` on the `sim` backend with the demo board, and a `keywarden hw watch` that
-//! prints every signal; then walks through a scripted checkout with the `keywarden` CLI (badge,
-//! PIN, door, slot, relock, a forced door, a garbled scan). With `--interactive` it leaves the stack
-//! running and prints the commands to drive it by hand until Ctrl-C.
+//! files, `keywarden-hwd` on the `sim` backend with the demo board, `keywarden-policyd` on a fresh
+//! database, and a `keywarden hw watch` that prints every hardware signal; provisions a tiny
+//! property with the admin CLI; then walks through a checkout and a return as a person at the
+//! cabinet would (badge, PIN, key, reason, take the key; scan its tag, put it in the slot the
+//! cabinet picks), a denial, a forced door, and the audit trail's verification. With
+//! `--interactive` it leaves the stack running and prints the commands to drive it by hand.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use keywarden_testbus::{current_user, Daemon, PrivateBus};
 
 use crate::error::Error;
 
@@ -21,19 +26,8 @@ pub struct DemoArgs {
     pause_ms: u64,
 }
 
-/// Children killed when the demo ends, however it ends.
-struct Stack {
-    children: Vec<Child>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            drop(child.kill());
-            drop(child.wait());
-        }
-    }
-}
+/// One scripted step: a title (or none), the CLI's arguments, and what to type on its stdin.
+struct Step(&'static str, &'static [&'static str], Option<&'static str>);
 
 /// Run the demo.
 pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
@@ -44,143 +38,216 @@ pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
         "-p",
         "keywarden-hwd",
         "-p",
+        "keywarden-policyd",
+        "-p",
         "keywarden",
     ]))?;
     let bin = crate::cmd::target_dir().join("debug");
 
-    let dir = std::env::temp_dir().join(format!("keywarden-demo-{}", std::process::id()));
-    let policy_dir = dir.join("system.d");
-    std::fs::create_dir_all(&policy_dir).map_err(Error::io("create the demo directory"))?;
-    let me = user_name();
-    let policy = std::fs::read_to_string(
-        root.join("crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf"),
-    )
-    .map_err(Error::io("read the policy file"))?;
-    let policy = policy
-        .replace(r#"user="keywarden""#, &format!(r#"user="{me}""#))
-        .replace(r#"user="keywarden-hw""#, &format!(r#"user="{me}""#));
-    std::fs::write(policy_dir.join("org.keywarden.Hardware1.conf"), policy)
-        .map_err(Error::io("write the policy file"))?;
-    let socket = dir.join("bus");
-    let template = std::fs::read_to_string(root.join("tests/bus/private-system-bus.conf.in"))
-        .map_err(Error::io("read the bus config"))?;
-    let config = template
-        .replace("@SOCKET@", &socket.display().to_string())
-        .replace("@POLICY_DIR@", &policy_dir.display().to_string());
-    let config_path = dir.join("bus.conf");
-    std::fs::write(&config_path, config).map_err(Error::io("write the bus config"))?;
-    let address = format!("unix:path={}", socket.display());
-
-    let mut stack = Stack {
-        children: Vec::new(),
+    let bus = PrivateBus::start(
+        &[
+            "crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf",
+            "crates/keywarden-policyd/dbus/org.keywarden.Policy1.conf",
+        ],
+        &["keywarden", "keywarden-hw"],
+        &["keywarden-admin", "keywarden-console"],
+    );
+    let address = bus.address.clone();
+    let data = bus.dir().join("data");
+    let quiet = |mut c: Command| {
+        c.env("RUST_LOG", "warn");
+        c
     };
-    let bus = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(Error::io("start dbus-daemon"))?;
-    stack.children.push(bus);
-    wait_for(|| socket.exists(), "the bus socket")?;
-
-    let hwd = Command::new(bin.join("keywarden-hwd"))
-        .args([
-            "--backend",
-            "sim",
-            "--bus-address",
-            &address,
-            "--allow-user",
-            &me,
-        ])
+    let mut hwd = quiet(Command::new(bin.join("keywarden-hwd")));
+    hwd.args(["--backend", "sim", "--bus-address", &address])
+        .args(["--allow-user", &current_user()])
         .arg("--board")
-        .arg(root.join("crates/keywarden-hwd/boards/sim-demo.toml"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .map_err(Error::io("start keywarden-hwd"))?;
-    stack.children.push(hwd);
+        .arg(root.join("crates/keywarden-hwd/boards/sim-demo.toml"));
+    let _hwd = Daemon(hwd.spawn().map_err(Error::io("start keywarden-hwd"))?);
     let cli = |args: &[&str]| {
         let mut c = Command::new(bin.join("keywarden"));
         c.arg("--bus-address").arg(&address).args(args);
         c
     };
+    let succeeds = |args: &[&str]| {
+        cli(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    wait_for(|| succeeds(&["hw", "status"]), "keywarden-hwd on the bus")?;
+    let mut policyd = quiet(Command::new(bin.join("keywarden-policyd")));
+    policyd
+        .args(["--bus-address", &address])
+        .arg("--database")
+        .arg(data.join("keywarden.db"))
+        .arg("--device-key")
+        .arg(data.join("identity/device-key.pem"))
+        .arg("--badge-key")
+        .arg(data.join("secrets/badge.key"))
+        .arg("--config")
+        .arg(data.join("policy.toml"));
+    let _policyd = Daemon(
+        policyd
+            .spawn()
+            .map_err(Error::io("start keywarden-policyd"))?,
+    );
     wait_for(
-        || {
-            cli(&["hw", "status"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        },
-        "keywarden-hwd on the bus",
+        || succeeds(&["session", "status"]),
+        "keywarden-policyd on the bus",
     )?;
-    let watch = cli(&["hw", "watch"])
-        .spawn()
-        .map_err(Error::io("start keywarden hw watch"))?;
-    stack.children.push(watch);
+    let _watch = Daemon(
+        cli(&["hw", "watch"])
+            .spawn()
+            .map_err(Error::io("start keywarden hw watch"))?,
+    );
     std::thread::sleep(Duration::from_millis(300));
 
-    let pause = Duration::from_millis(args.pause_ms);
-    let steps: &[(&str, &[&str])] = &[
-        ("The cabinet at rest", &["hw", "status"]),
-        (
-            "Alice scans her badge on the reader (typed key by key, like a USB scanner)",
-            &["sim", "scan", "badge", "EMP-0042"],
+    let steps: &[Step] = &[
+        Step(
+            "An administrator sets up a tiny property",
+            &["reason", "set", "MAINT", "Maintenance"],
+            None,
         ),
-        (
-            "...and types her PIN on the keypad (policyd, issue 3, checks it)",
-            &["sim", "keys", "keypad", "1", "9", "8", "4", "enter"],
-        ),
-        (
-            "Policy grants key 204: release slot 3 for 20 s and light its LED",
-            &["hw", "release", "3", "20"],
-        ),
-        ("", &["hw", "indicator", "3", "blink"]),
-        ("...and unlock the door for 10 s", &["hw", "unlock", "10"]),
-        (
-            "The door lock line is now energised",
-            &["sim", "output", "door-lock"],
-        ),
-        ("Alice opens the door", &["sim", "door", "open"]),
-        (
-            "...takes the key from slot 3 (the slot relocks at once)",
-            &["sim", "slot", "3", "empty"],
-        ),
-        ("", &["sim", "output", "slot-3-lock"]),
-        ("", &["hw", "indicator", "3", "off"]),
-        (
-            "...and closes the door: it relocks on close, before the 10 s are up",
-            &["sim", "door", "closed"],
-        ),
-        ("", &["hw", "beep", "ack"]),
-        (
-            "Later someone opens the door without a grant: a forced-door alarm",
-            &["sim", "door", "open"],
-        ),
-        ("", &["sim", "door", "closed"]),
-        (
-            "A badge read that is too long for the reader is rejected, not passed on",
+        Step(
+            "",
             &[
-                "sim",
-                "scan",
-                "badge",
-                "0123456789012345678901234567890123456789",
+                "user",
+                "add",
+                "alice",
+                "--role",
+                "staff",
+                "--display-name",
+                "Alice Example",
             ],
+            None,
         ),
-        (
-            "A request the board cannot do gets a specific error",
-            &["hw", "release", "99", "5"],
+        Step(
+            "(the PIN is read from stdin, never from the command line)",
+            &["user", "pin", "alice"],
+            Some("2468\n"),
         ),
-        ("The non-actuating self-test", &["hw", "selftest"]),
-        ("The cabinet now", &["hw", "status"]),
+        Step("", &["user", "badge", "alice"], Some("EMP-0042\n")),
+        Step("", &["user", "add", "bob", "--role", "staff"], None),
+        Step("", &["user", "pin", "bob"], Some("1357\n")),
+        Step("", &["user", "badge", "bob"], Some("EMP-0007\n")),
+        Step(
+            "",
+            &[
+                "key",
+                "add",
+                "204",
+                "--tag",
+                "K-7F3A",
+                "--kind",
+                "unit",
+                "--home-slot",
+                "1",
+                "--notes",
+                "Dog in the unit; knock first",
+            ],
+            None,
+        ),
+        Step("", &["key", "place", "204", "1"], None),
+        Step(
+            "",
+            &["perm", "grant", "--user", "alice", "--key", "204"],
+            None,
+        ),
+        Step("", &["user", "list"], None),
+        Step(
+            "Alice scans her badge (typed key by key, like a USB scanner)",
+            &["sim", "scan", "badge", "EMP-0042"],
+            None,
+        ),
+        Step(
+            "...and types her PIN on the keypad; policyd checks it (Argon2id)",
+            &["sim", "keys", "keypad", "2", "4", "6", "8", "enter"],
+            None,
+        ),
+        Step(
+            "The console shows her session (never her PIN)",
+            &["session", "status"],
+            None,
+        ),
+        Step(
+            "She picks key 204 and a reason: the grant is recorded, then slot 1 is released",
+            &["session", "choose-key", "204"],
+            None,
+        ),
+        Step("", &["session", "choose-reason", "MAINT"], None),
+        Step("", &["session", "status"], None),
+        Step(
+            "She takes the key from slot 1",
+            &["sim", "slot", "1", "empty"],
+            None,
+        ),
+        Step(
+            "Who has which key, why, and until when",
+            &["key", "list"],
+            None,
+        ),
+        Step(
+            "Bob asks for key 204 while Alice has it: refused, recorded, nothing opens",
+            &["sim", "scan", "badge", "EMP-0007"],
+            None,
+        ),
+        Step(
+            "",
+            &["sim", "keys", "keypad", "1", "3", "5", "7", "enter"],
+            None,
+        ),
+        Step("", &["session", "choose-key", "204"], None),
+        Step("", &["session", "status"], None),
+        Step("", &["session", "cancel"], None),
+        Step(
+            "Alice brings the key back: she scans its tag, the cabinet picks a free slot",
+            &["sim", "scan", "badge", "K-7F3A"],
+            None,
+        ),
+        Step("", &["session", "status"], None),
+        Step(
+            "The door is opened without a grant: a forced-door alarm",
+            &["sim", "door", "open"],
+            None,
+        ),
+        Step("", &["sim", "door", "closed"], None),
+        Step("", &["alarm", "list", "--all"], None),
+        Step(
+            "The audit trail: every event above, hash-chained and signed",
+            &["audit", "verify"],
+            None,
+        ),
     ];
-    for (title, argv) in steps {
+    let pause = Duration::from_millis(args.pause_ms);
+    for Step(title, argv, stdin) in steps {
         if !title.is_empty() {
             println!("\n== {title}");
         }
         println!("$ keywarden {}", argv.join(" "));
-        let status = cli(argv).status().map_err(Error::io("run keywarden"))?;
+        let mut cmd = cli(argv);
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().map_err(Error::io("run keywarden"))?;
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            input
+                .write_all(text.as_bytes())
+                .map_err(Error::io("write to keywarden"))?;
+        }
+        let status = child.wait().map_err(Error::io("run keywarden"))?;
         if !status.success() {
             println!("(exit status {})", status.code().unwrap_or(-1));
+        }
+        // The return step: put the key into whichever slot the cabinet released.
+        if argv.ends_with(&["badge", "K-7F3A"]) {
+            std::thread::sleep(Duration::from_millis(300));
+            if let Some(slot) = session_slot(&cli(&["--json", "session", "status"])) {
+                println!("\n== ...and puts it into slot {slot}, as the blinking LED shows");
+                println!("$ keywarden sim slot {slot} occupied");
+                let _ = cli(&["sim", "slot", &slot.to_string(), "occupied"]).status();
+            }
         }
         std::thread::sleep(pause);
     }
@@ -188,32 +255,37 @@ pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
         println!("\nThe stack keeps running. In another terminal, try for example:");
         let k = bin.join("keywarden");
         println!(
-            "  {} --bus-address {address} sim scan badge EMP-0007",
+            "  {} --bus-address {address} sim scan badge EMP-0042",
             k.display()
         );
-        println!("  {} --bus-address {address} hw unlock 5", k.display());
-        println!("  {} --bus-address {address} hw status", k.display());
-        println!("Signals print here. Ctrl-C stops everything.");
+        println!(
+            "  {} --bus-address {address} sim keys keypad 2 4 6 8 enter",
+            k.display()
+        );
+        println!("  {} --bus-address {address} session status", k.display());
+        println!("  {} --bus-address {address} key list", k.display());
+        println!("Hardware signals print here. Ctrl-C stops everything.");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-    drop(stack);
-    drop(std::fs::remove_dir_all(&dir));
     println!("\ndemo finished");
     Ok(())
 }
 
-fn user_name() -> String {
-    std::env::var("USER")
+/// The `slot` field of `keywarden --json session status`.
+fn session_slot(cmd: &Command) -> Option<u32> {
+    let mut c = Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    let out = c.output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.find("\"slot\"")?;
+    text[at + 6..]
+        .trim_start_matches([':', ' '])
+        .split(|ch: char| !ch.is_ascii_digit())
+        .next()?
+        .parse()
         .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            let out = Command::new("id").arg("-un").output();
-            out.ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                .unwrap_or_else(|| "root".into())
-        })
 }
 
 fn wait_for(mut ready: impl FnMut() -> bool, what: &str) -> Result<(), Error> {

@@ -104,10 +104,15 @@ fn open_store(options: &Options) -> Result<Store> {
 pub async fn run(options: Options) -> Result<()> {
     let config = Config::load(&options.config)?;
     let builder = match &options.bus_address {
-        Some(addr) => zbus::connection::Builder::address(addr.as_str()).map_err(bus("bus address"))?,
+        Some(addr) => {
+            zbus::connection::Builder::address(addr.as_str()).map_err(bus("bus address"))?
+        }
         None => zbus::connection::Builder::system().map_err(bus("system bus"))?,
     };
-    let conn = builder.build().await.map_err(bus("connecting to the bus"))?;
+    let conn = builder
+        .build()
+        .await
+        .map_err(bus("connecting to the bus"))?;
     let hw = Hardware1Proxy::new(&conn)
         .await
         .map_err(bus("hardware proxy"))?;
@@ -223,7 +228,9 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 }
 
 /// Read the board's slots from hwd, waiting (and saying so) until it answers.
-async fn wait_for_hardware(hw: &Hardware1Proxy<'static>) -> Vec<keywarden_dbus::hardware::SlotStatus> {
+async fn wait_for_hardware(
+    hw: &Hardware1Proxy<'static>,
+) -> Vec<keywarden_dbus::hardware::SlotStatus> {
     let mut delay = Duration::from_millis(100);
     loop {
         match hw.slots().await {
@@ -270,10 +277,14 @@ impl Turn<'_> {
                 }
                 tracing::debug!(%reader, "scan");
             }
-            HwEvent::ScanRejected(reader, reason) => core.handle_scan_rejected(&reader, &reason, now),
+            HwEvent::ScanRejected(reader, reason) => {
+                core.handle_scan_rejected(&reader, &reason, now)
+            }
             HwEvent::Keypad(key) => core.handle_keypad(&key, now),
             HwEvent::Finger(template) => core.handle_fingerprint(template, now),
-            HwEvent::FingerNotMatched(reason) => core.handle_scan_rejected("fingerprint", &reason, now),
+            HwEvent::FingerNotMatched(reason) => {
+                core.handle_scan_rejected("fingerprint", &reason, now)
+            }
             HwEvent::Door(open) => core.handle_door(open, now),
             HwEvent::DoorAlarm(kind, active) => core.handle_door_alarm(&kind, active, now),
             HwEvent::Slot(slot, occupied) => core.handle_slot(slot, occupied, now),
@@ -315,7 +326,8 @@ impl Turn<'_> {
                 let Some(store) = self.store.as_mut() else {
                     return Err(not_ready());
                 };
-                let outcome = store.apply_admin(&actor, &op, &self.settings.settings, clock::now_ms());
+                let outcome =
+                    store.apply_admin(&actor, &op, &self.settings.settings, clock::now_ms());
                 let outcome = outcome.map_err(PolicyError::from)?;
                 self.reload(core);
                 Ok(match outcome {
