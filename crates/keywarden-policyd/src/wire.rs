@@ -254,7 +254,8 @@ pub fn users(state: &PolicyState) -> Vec<UserInfo> {
             locked_until: u.locked_until.unwrap_or(0),
             keys_out: state.loans_of(u.id).count() as u32,
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .tap_sort(|a, b| a.name.cmp(&b.name))
 }
 
 /// `ListGroups`.
@@ -271,7 +272,8 @@ pub fn groups(state: &PolicyState) -> Vec<GroupInfo> {
                 .map(|u| u.name.clone())
                 .collect(),
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .tap_sort(|a, b| a.name.cmp(&b.name))
 }
 
 /// `ListAllKeys`.
@@ -298,7 +300,8 @@ pub fn all_keys(state: &PolicyState) -> Vec<KeyInfo> {
                 due_at: loan.map(|l| l.due_at).unwrap_or(0),
             }
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .tap_sort(|a, b| a.label.cmp(&b.label))
 }
 
 /// `ListSlots`.
@@ -372,7 +375,8 @@ pub fn schedules(state: &PolicyState) -> Vec<ScheduleInfo> {
                 .collect(),
             on_holidays: s.on_holidays,
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .tap_sort(|a, b| a.name.cmp(&b.name))
 }
 
 /// `ListHolidays` (names are not kept in memory; the store has them).
@@ -382,11 +386,15 @@ pub fn holidays(rows: Vec<(String, String)>) -> Vec<HolidayInfo> {
         .collect()
 }
 
-/// `ListReservations`.
-pub fn reservations(state: &PolicyState) -> Vec<ReservationInfo> {
-    state
+/// `ListReservations`: current and future ones, by start.
+pub fn reservations(state: &PolicyState, now: crate::model::UnixTime) -> Vec<ReservationInfo> {
+    let mut list: Vec<&crate::model::Reservation> = state
         .reservations
         .iter()
+        .filter(|r| r.until > now)
+        .collect();
+    list.sort_by_key(|r| (r.from, r.id));
+    list.into_iter()
         .map(|r| ReservationInfo {
             id: r.id,
             key: state
@@ -403,4 +411,16 @@ pub fn reservations(state: &PolicyState) -> Vec<ReservationInfo> {
             until: r.until,
         })
         .collect()
+}
+
+/// Sort a listing in place and hand it back.
+trait TapSort<T> {
+    fn tap_sort(self, by: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Self;
+}
+
+impl<T> TapSort<T> for Vec<T> {
+    fn tap_sort(mut self, by: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Self {
+        self.sort_by(by);
+        self
+    }
 }

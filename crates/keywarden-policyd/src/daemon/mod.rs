@@ -314,6 +314,9 @@ impl Turn<'_> {
                 let result = match cmd {
                     ConsoleCommand::ChooseKey(k) => core.choose_key(&k, now),
                     ConsoleCommand::ChooseReason(r) => core.choose_reason(&r, now),
+                    ConsoleCommand::Cancel if core.session().name() == "idle" => {
+                        Err(ConsoleError::WrongState("idle"))
+                    }
                     ConsoleCommand::Cancel => {
                         core.cancel(now);
                         Ok(())
@@ -404,7 +407,7 @@ impl Turn<'_> {
                     .ok_or_else(|| PolicyError::NotReady(status(core)))?;
                 Reply::Holidays(wire::holidays(store.list_holidays()?))
             }
-            Listing::Reservations => Reply::Reservations(wire::reservations(state)),
+            Listing::Reservations => Reply::Reservations(wire::reservations(state, now.wall)),
             Listing::Alarms(active_only) => {
                 let store = self
                     .store
