@@ -24,6 +24,7 @@ struct PolicyFile {
     max_checkout_minutes: Option<u32>,
     random_return_slot: Option<bool>,
     slot_locks: Option<bool>,
+    return_by: Option<String>,
     time_zone: Option<String>,
 }
 
@@ -124,6 +125,7 @@ impl Config {
         )?;
         s.random_return_slot = file.random_return_slot.unwrap_or(d.random_return_slot);
         s.slot_locks = file.slot_locks.unwrap_or(d.slot_locks);
+        s.return_by = file.return_by.as_deref().map(time_of_day).transpose()?;
         let time_zone = match file.time_zone {
             None => Config::defaults().time_zone,
             Some(name) => {
@@ -134,6 +136,18 @@ impl Config {
             settings: s,
             time_zone,
         })
+    }
+}
+
+/// `HH:MM` (24-hour) as minutes after midnight.
+fn time_of_day(text: &str) -> std::result::Result<u16, String> {
+    let bad = || format!("return-by {text:?} is not a time of day HH:MM");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h < 24 && m < 60 && text.len() == 5 {
+        Ok(h * 60 + m)
+    } else {
+        Err(bad())
     }
 }
 
@@ -171,6 +185,8 @@ mod tests {
         assert_eq!(c.settings.pin_attempts, 3);
         assert_eq!(c.settings.lockout_seconds, 120);
         assert!(!c.settings.slot_locks);
+        let c = Config::parse("return-by = \"18:30\"").expect("parse");
+        assert_eq!(c.settings.return_by, Some(18 * 60 + 30));
     }
 
     #[test]
@@ -180,6 +196,10 @@ mod tests {
             ("pin-atempts = 3", "unknown field `pin-atempts`"),
             ("pin-attempts = \"five\"", "invalid type"),
             ("time-zone = \"Mars/Olympus\"", "time-zone \"Mars/Olympus\""),
+            (
+                "return-by = \"25:00\"",
+                "return-by \"25:00\" is not a time of day HH:MM",
+            ),
             (
                 "pin-min-length = 8\npin-max-length = 6",
                 "pin-min-length is greater than pin-max-length",

@@ -324,6 +324,9 @@ pub struct Settings {
     pub random_return_slot: bool,
     /// The cabinet has per-slot locks; otherwise the door is unlocked for a grant.
     pub slot_locks: bool,
+    /// Absolute curfew: every key is due back by this local time of day (minutes after
+    /// midnight) at the latest, whatever the relative limits allow.
+    pub return_by: Option<u16>,
 }
 
 impl Default for Settings {
@@ -340,6 +343,7 @@ impl Default for Settings {
             max_checkout_minutes: 8 * 60,
             random_return_slot: true,
             slot_locks: true,
+            return_by: None,
         }
     }
 }

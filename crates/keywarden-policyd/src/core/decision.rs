@@ -317,8 +317,23 @@ pub fn decide_checkout(state: &PolicyState, req: &CheckoutRequest, now: &Now) ->
     .min()
     .unwrap_or(state.settings.max_checkout_minutes);
     let mut due_at = now.wall + i64::from(minutes) * 60;
+    if let Some(curfew) = state.settings.return_by {
+        due_at = due_at.min(next_local_time(now, curfew));
+    }
     if let Some(until) = user.valid_until {
         due_at = due_at.min(until);
     }
     Decision::Grant { due_at }
+}
+
+/// The next time (after `now`) the local clock shows `minute` (minutes after midnight). A DST
+/// change in between shifts the result by the change; the curfew is a policy, not a timer.
+pub fn next_local_time(now: &Now, minute: u16) -> UnixTime {
+    let start_of_minute = now.wall - now.wall.rem_euclid(60);
+    let ahead = if minute > now.local.minute {
+        i64::from(minute - now.local.minute)
+    } else {
+        i64::from(1440 - now.local.minute + minute)
+    };
+    start_of_minute + ahead * 60
 }

@@ -967,3 +967,33 @@ fn an_unidentified_key_alarm_clears_when_an_admin_places_a_key_there() {
     rig.drain();
     assert!(rig.alarms().is_empty());
 }
+
+#[test]
+fn an_absolute_curfew_caps_the_due_time() {
+    let mut s = state();
+    s.settings.return_by = Some(10 * 60 + 30); // 10:30; it is 10:00
+    let mut rig = Rig::new(s);
+    rig.login("h-alice");
+    rig.choose("204", "MAINT");
+    assert_eq!(rig.core.state().loans[&K204].due_at, T0 + 30 * 60);
+    // Past today's curfew, the next one is tomorrow's (and the 8 h limit is sooner).
+    let mut s = state();
+    s.settings.return_by = Some(9 * 60);
+    let now = Clock::new().now();
+    assert_eq!(
+        super::decision::next_local_time(&now, 9 * 60),
+        T0 + 23 * 3600
+    );
+    let req = CheckoutRequest {
+        user: ALICE,
+        key: K204,
+        reason: "MAINT".into(),
+        witness: None,
+    };
+    assert_eq!(
+        decide_checkout(&s, &req, &now),
+        Decision::Grant {
+            due_at: T0 + 8 * 3600
+        }
+    );
+}
