@@ -969,12 +969,7 @@ impl Core {
                 return;
             }
         }
-        let deadline = now.mono
-            + if second.is_some() {
-                self.window()
-            } else {
-                self.session_timeout()
-            };
+        let deadline = now.mono + self.pin_time(second.is_some());
         self.session = Session::Pin {
             user: user_id,
             factor,
@@ -985,6 +980,15 @@ impl Core {
         };
         self.view_changed = true;
         self.feedback(Actuation::Beep("ack"));
+    }
+
+    /// How long a PIN entry may take: the session timeout, or the second person's window.
+    fn pin_time(&self, second_person: bool) -> Duration {
+        if second_person {
+            self.window()
+        } else {
+            self.session_timeout()
+        }
     }
 
     fn window(&self) -> Duration {
@@ -1089,12 +1093,7 @@ impl Core {
             message: denial.to_string(),
         });
         self.feedback(Actuation::Beep("error"));
-        let deadline = now.mono
-            + if second.is_some() {
-                self.window()
-            } else {
-                self.session_timeout()
-            };
+        let deadline = now.mono + self.pin_time(second.is_some());
         self.session = Session::Pin {
             user: user.id,
             factor,
