@@ -458,6 +458,13 @@ async fn admin_errors_are_specific() {
             "InvalidArgument",
         ),
         (p.remove_schedule("nope").await.unwrap_err(), "NotFound"),
+        (p.add_badge("bob", "TAG-A1").await.unwrap_err(), "Conflict"),
+        (
+            p.add_key("Gym", "BOB-0002", "amenity", &Opts::new())
+                .await
+                .unwrap_err(),
+            "Conflict",
+        ),
     ];
     for (err, name) in cases {
         assert_eq!(

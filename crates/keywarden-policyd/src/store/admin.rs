@@ -438,6 +438,12 @@ impl Admin<'_> {
         if self.exists("SELECT 1 FROM badges WHERE hash = ?1", &hash)? {
             return Err(Error::exists("badge", ""));
         }
+        if self.exists("SELECT 1 FROM keys WHERE tag = ?1", code)? {
+            return Err(Error::conflict(
+                "badge",
+                "a key's tag has the same code; a scan must name either a person or a key",
+            ));
+        }
         self.conn
             .execute(
                 "INSERT INTO badges (hash, user_id) VALUES (?1, ?2)",
@@ -714,6 +720,14 @@ impl Admin<'_> {
         .is_some()
         {
             return Err(Error::exists("key tag", row.tag.as_str()));
+        }
+        // One reader sees both badges and key tags: a code must never be both.
+        let tag_hash = self.badge_key.hash(&row.tag);
+        if self.exists("SELECT 1 FROM badges WHERE hash = ?1", &tag_hash)? {
+            return Err(Error::conflict(
+                format!("key tag {:?}", row.tag),
+                "a badge has the same code; a scan must name either a person or a key",
+            ));
         }
         if let Some(slot) = row.home_slot {
             self.board_slot(slot)?;
