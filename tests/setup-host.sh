@@ -2,11 +2,12 @@
 # Install what building and testing Keywarden needs on a Debian 12 machine: the kernel source and
 # its build tools (VM test kernel), QEMU, busybox and gpiod (VM initramfs), dbus-daemon (integration
 # tests and demo). Idempotent: installs only what is missing. `cargo xtask` calls it when a tool is
-# missing; CI calls it first.
+# missing; CI calls it first. e2fsprogs: the VM's data partition image (mkfs.ext4); tzdata: the
+# VM's UTC zone file.
 set -euo pipefail
 packages=(
     linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
-    qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common
+    qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common e2fsprogs tzdata
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -128,6 +128,10 @@ impl Config {
         s.return_by = file.return_by.as_deref().map(time_of_day).transpose()?;
         let time_zone = match file.time_zone {
             None => Config::defaults().time_zone,
+            // UTC needs no zone database (an appliance may ship without tzdata).
+            Some(name) if matches!(name.as_str(), "UTC" | "Etc/UTC" | "UCT" | "Zulu") => {
+                jiff::tz::TimeZone::UTC
+            }
             Some(name) => {
                 jiff::tz::TimeZone::get(&name).map_err(|e| format!("time-zone {name:?}: {e}"))?
             }

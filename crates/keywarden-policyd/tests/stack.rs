@@ -121,16 +121,16 @@ impl Stack {
 
 type Opts<'a> = HashMap<&'a str, Value<'a>>;
 
-/// alice (staff, PIN 2468, badge ALICE-0001), bob (staff, no permission for 204), keys 204
+/// alice (staff, PIN 73914682, badge ALICE-7F3A9C0001), bob (staff, no permission for 204), keys 204
 /// (slot 1), Pool (slot 2); reason MAINT.
 async fn provision(p: &Policy1Proxy<'_>) {
     p.set_reason("MAINT", "maintenance", 0).await.unwrap();
     p.add_group("staff").await.unwrap();
-    for (name, badge) in [("alice", "ALICE-0001"), ("bob", "BOB-0002")] {
+    for (name, badge) in [("alice", "ALICE-7F3A9C0001"), ("bob", "BOB-5E1D2B0002")] {
         let mut o = Opts::new();
         o.insert("display-name", Value::from(name.to_uppercase()));
         p.add_user(name, "staff", &o).await.unwrap();
-        p.set_pin(name, "2468").await.unwrap();
+        p.set_pin(name, "73914682").await.unwrap();
         p.add_badge(name, badge).await.unwrap();
         p.add_member("staff", name).await.unwrap();
     }
@@ -193,7 +193,7 @@ async fn badge_pin_key_reason_releases_the_slot_and_everything_is_audited() {
     provision(&p).await;
     let mut granted = p.receive_granted().await.unwrap();
 
-    login(&sim, &p, "ALICE-0001", "2468").await;
+    login(&sim, &p, "ALICE-7F3A9C0001", "73914682").await;
     wait_state(&p, "choose-key").await;
     assert_eq!(p.session_user().await.unwrap(), "ALICE");
     let keys = p.list_keys().await.unwrap();
@@ -248,7 +248,7 @@ async fn badge_pin_key_reason_releases_the_slot_and_everything_is_audited() {
         assert!(text.contains(kind), "no {kind} in the export");
     }
     // Credentials never reach the audit trail.
-    for secret in ["2468", "ALICE-0001", "BOB-0002"] {
+    for secret in ["73914682", "ALICE-7F3A9C0001", "BOB-5E1D2B0002"] {
         assert!(
             !text.contains(secret),
             "{secret} leaked into the audit trail"
@@ -268,7 +268,7 @@ async fn denials_open_nothing_and_say_why() {
     sleep(Duration::from_secs(6)).await; // the message times out back to idle
 
     // bob may not take 204.
-    login(&sim, &p, "BOB-0002", "2468").await;
+    login(&sim, &p, "BOB-5E1D2B0002", "73914682").await;
     wait_state(&p, "choose-key").await;
     p.choose_key("204").await.unwrap();
     assert_eq!(next_denial(&mut denied).await, "not-permitted");
@@ -279,7 +279,7 @@ async fn denials_open_nothing_and_say_why() {
 
     // Two wrong PINs lock alice out, with an alarm.
     let mut alarms = p.receive_alarm_changed().await.unwrap();
-    login(&sim, &p, "ALICE-0001", "1111").await;
+    login(&sim, &p, "ALICE-7F3A9C0001", "1111").await;
     assert_eq!(next_denial(&mut denied).await, "wrong-pin");
     sim.press_keys("keypad", &["1", "1", "1", "1", "enter"])
         .await
@@ -321,7 +321,7 @@ async fn wrong_slot_return_and_forced_door_raise_alarms() {
     sim.set_slot(5, false).await.unwrap();
     let mut alarms = p.receive_alarm_changed().await.unwrap();
 
-    login(&sim, &p, "ALICE-0001", "2468").await;
+    login(&sim, &p, "ALICE-7F3A9C0001", "73914682").await;
     wait_state(&p, "choose-key").await;
     p.choose_key("204").await.unwrap();
     p.choose_reason("MAINT").await.unwrap();
@@ -417,7 +417,7 @@ async fn a_corrupt_database_keeps_every_lock_shut_and_says_why() {
     let (p, sim, hw) = (stack.policy().await, stack.sim().await, stack.hw().await);
     let status = p.status().await.unwrap();
     assert!(status.starts_with("out of service"), "{status}");
-    sim.scan_badge("badge", "ALICE-0001").await.unwrap();
+    sim.scan_badge("badge", "ALICE-7F3A9C0001").await.unwrap();
     sleep(Duration::from_millis(500)).await;
     assert_eq!(p.session_state().await.unwrap(), "message");
     let err = p.list_alarms(true).await.unwrap_err();
@@ -436,7 +436,7 @@ async fn admin_errors_are_specific() {
         (p.set_pin("alice", "1234").await.unwrap_err(), "WeakPin"),
         (p.set_pin("nobody", "8642").await.unwrap_err(), "NotFound"),
         (
-            p.add_badge("bob", "ALICE-0001").await.unwrap_err(),
+            p.add_badge("bob", "ALICE-7F3A9C0001").await.unwrap_err(),
             "AlreadyExists",
         ),
         (
@@ -460,7 +460,7 @@ async fn admin_errors_are_specific() {
         (p.remove_schedule("nope").await.unwrap_err(), "NotFound"),
         (p.add_badge("bob", "TAG-A1").await.unwrap_err(), "Conflict"),
         (
-            p.add_key("Gym", "BOB-0002", "amenity", &Opts::new())
+            p.add_key("Gym", "BOB-5E1D2B0002", "amenity", &Opts::new())
                 .await
                 .unwrap_err(),
             "Conflict",

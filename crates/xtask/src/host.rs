@@ -18,6 +18,9 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/gpioinfo", "gpiod"),
     ("/usr/bin/gpioget", "gpiod"),
     ("/usr/src/linux-source-6.1.tar.xz", "linux-source-6.1"),
+    ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
+    ("/usr/bin/strip", "binutils"),
+    ("/usr/share/zoneinfo/Etc/UTC", "tzdata"),
 ];
 
 /// Makes sure every needed host file exists, installing packages if not.

@@ -2,7 +2,9 @@
 //! `tests/vm/rootfs/` (`/init`, accounts, machine-id, board file), busybox-static with its
 //! applet links, our release binaries, the host's `dbus-daemon` and libgpiod tools with every
 //! shared library `ldd` lists (ld-linux included), Debian's bus `system.conf` and the project's
-//! policy files (`crates/*/dbus/*.conf`). Packed as a gzip-compressed newc cpio.
+//! policy files (`crates/*/dbus/*.conf`), the UTC zone from tzdata. Our binaries lose their
+//! debug info (`strip --strip-debug`). Packed as a gzip-compressed newc cpio. The data partition
+//! is not in it: [`data_disk`] makes a fresh ext4 image for the VM's virtio disk.
 
 use crate::cmd::{self, display, workspace_root};
 use crate::error::{Error, Result};
@@ -14,6 +16,7 @@ use std::process::{Command, Stdio};
 /// Our binaries, from `target/release/`, installed in `/usr/bin`.
 pub const OUR_BINARIES: &[&str] = &[
     "keywarden-hwd",
+    "keywarden-policyd",
     "keywarden-vm-scenarios",
     "keywarden-vm-bench",
 ];
@@ -26,8 +29,12 @@ const HOST_PROGRAMS: &[&str] = &[
     "/usr/bin/gpioinfo",
     "/usr/bin/gpioget",
 ];
+/// strip (binutils, from build-essential).
+const STRIP: &str = "strip";
 /// busybox-static (Debian package busybox-static).
 const BUSYBOX: &str = "/bin/busybox";
+/// The UTC zone file (Debian package tzdata).
+const ZONEINFO_UTC: &str = "/usr/share/zoneinfo/Etc/UTC";
 /// Debian's system bus configuration (package dbus-daemon / dbus).
 const DBUS_SYSTEM_CONF: &str = "/usr/share/dbus-1/system.conf";
 
@@ -46,6 +53,7 @@ pub fn build(release_dir: &Path, work: &Path) -> Result<PathBuf> {
         "tmp",
         "root",
         "var/lib/dbus",
+        "var/lib/keywarden",
         "etc/dbus-1/system.d",
     ] {
         mkdir(&root.join(dir))?;
@@ -57,15 +65,53 @@ pub fn build(release_dir: &Path, work: &Path) -> Result<PathBuf> {
         .map(|b| release_dir.join(b))
         .collect();
     programs.retain(|p| p.exists() || warn_missing(p));
-    programs.extend(HOST_PROGRAMS.iter().map(PathBuf::from));
     for program in &programs {
+        let dest = root
+            .join("usr/bin")
+            .join(program.file_name().unwrap_or_default());
+        copy(program, &dest)?;
+        // Release builds carry line tables (hundreds of MB together): too much for the VM's RAM
+        // to unpack. Symbols stay, so a panic's backtrace still names functions.
+        cmd::run(Command::new(STRIP).arg("--strip-debug").arg(&dest))?;
+        install_libraries(program, &root)?;
+    }
+    for program in HOST_PROGRAMS.iter().map(Path::new) {
         let name = program.file_name().unwrap_or_default();
         copy(program, &root.join("usr/bin").join(name))?;
         install_libraries(program, &root)?;
     }
     install_dbus_config(&root)?;
+    install_zoneinfo(&root)?;
     symlink("/etc/machine-id", &root.join("var/lib/dbus/machine-id"))?;
     pack(&root, &work.join("initramfs.cpio.gz"))
+}
+
+/// Size of the data partition image (sparse; the test database stays far smaller).
+const DATA_DISK_BYTES: u64 = 64 << 20;
+/// mke2fs as ext4 (Debian package e2fsprogs).
+const MKFS_EXT4: &str = "/usr/sbin/mkfs.ext4";
+
+/// A fresh, empty ext4 image for the VM's data partition (`/var/lib/keywarden`, where
+/// keywarden-policyd keeps its database), so `fsync` in the VM reaches a real block device.
+/// Made anew for every boot: every run starts with no database.
+pub fn data_disk(work: &Path) -> Result<PathBuf> {
+    if !Path::new(MKFS_EXT4).exists() {
+        cmd::run(&mut Command::new(
+            workspace_root().join("tests/setup-host.sh"),
+        ))?;
+    }
+    let path = work.join("data.ext4");
+    let file =
+        fs::File::create(&path).map_err(Error::io(format!("creating {}", path.display())))?;
+    file.set_len(DATA_DISK_BYTES)
+        .map_err(Error::io(format!("sizing {}", path.display())))?;
+    drop(file);
+    cmd::run(
+        Command::new(MKFS_EXT4)
+            .args(["-q", "-F", "-L", "kw-data"])
+            .arg(&path),
+    )?;
+    Ok(path)
 }
 
 /// Leaves a missing binary of ours out (the VM then reports what cannot start); returns false.
@@ -138,6 +184,15 @@ fn install_dbus_config(root: &Path) -> Result<()> {
         eprintln!("xtask: warning: no crates/*/dbus/*.conf policy files found");
     }
     Ok(())
+}
+
+/// The UTC zone from the host's tzdata (`/usr/share/zoneinfo/Etc/UTC`, and `UTC` linked to it as
+/// tzdata does): the test site's policy file names `time-zone = "UTC"`, which keywarden-policyd
+/// looks up in the zone database like any other zone.
+fn install_zoneinfo(root: &Path) -> Result<()> {
+    let zoneinfo = root.join("usr/share/zoneinfo");
+    copy(Path::new(ZONEINFO_UTC), &zoneinfo.join("Etc/UTC"))?;
+    symlink("Etc/UTC", &zoneinfo.join("UTC"))
 }
 
 /// `find . | sort | cpio -o -H newc -R 0:0 | gzip`, all files owned by root.

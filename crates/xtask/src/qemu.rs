@@ -39,6 +39,8 @@ pub struct Boot<'a> {
     pub kernel: &'a Path,
     /// The `.cpio.gz`.
     pub initrd: &'a Path,
+    /// A raw disk image for the data partition (`/dev/vda` in the VM).
+    pub data_disk: Option<&'a Path>,
     /// What to run.
     pub mode: Mode,
     /// Kill QEMU after this long.
@@ -95,9 +97,15 @@ fn command(boot: &Boot) -> Command {
     .arg(boot.kernel)
     .arg("-initrd")
     .arg(boot.initrd)
-    .args(["-append", &append])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped());
+    .args(["-append", &append]);
+    if let Some(disk) = boot.data_disk {
+        // cache=none: the guest's flushes (fsync) reach the host's disk, as on real storage.
+        // A comma in the path is written twice (QEMU's option syntax).
+        let file = disk.to_string_lossy().replace(',', ",,");
+        qemu.arg("-drive")
+            .arg(format!("file={file},if=virtio,format=raw,cache=none"));
+    }
+    qemu.stdin(Stdio::null()).stdout(Stdio::piped());
     qemu
 }
 

@@ -56,6 +56,7 @@ fn boot(mode: Mode, args: &VmArgs) -> Result<Tally> {
     let kernel = kernel::build()?;
     let work = target_dir().join("vm");
     let initrd = initramfs::build(&target_dir().join("release"), &work)?;
+    let data_disk = initramfs::data_disk(&work)?;
     println!(
         "xtask: kernel {}, initramfs {} (ready after {:.1?}); booting",
         kernel.display(),
@@ -66,6 +67,7 @@ fn boot(mode: Mode, args: &VmArgs) -> Result<Tally> {
     let boot = qemu::Boot {
         kernel: &kernel,
         initrd: &initrd,
+        data_disk: Some(&data_disk),
         mode,
         timeout: Duration::from_secs(args.timeout),
         verbose: args.verbose,
@@ -98,13 +100,15 @@ fn verdict(mode: Mode, tally: &Tally) -> Result<()> {
     }
 }
 
-/// Release builds of the daemon and the VM binaries.
+/// Release builds of the daemons and the VM binaries.
 fn build_release() -> Result<()> {
     cmd::run(cargo().args([
         "build",
         "--release",
         "-p",
         "keywarden-hwd",
+        "-p",
+        "keywarden-policyd",
         "-p",
         "keywarden-vmtest",
         "--bins",

@@ -7,6 +7,9 @@
 //!   `BadgeScanned` signal arriving at a subscriber (uid 900).
 //! - `unlock-gpio`: from calling `UnlockDoor` to the gpio-sim line reading 1 (a second thread
 //!   busy-polls the sysfs value file), then `LockDoor` and wait for 0 outside the timing.
+//! - `policy-*`: checkouts through keywarden-policyd against their own floor ([`policy`]).
+
+mod policy;
 
 use crate::board::{ids, BADGE_READER};
 use crate::bus::{connect_as, hardware, wait_for_hardware};
@@ -47,7 +50,7 @@ async fn measure_all() -> Result<()> {
     print("badge-scan", &scans, Some(floor_p50));
     let unlocks = unlocks(&conn, &cab).await?;
     print("unlock-gpio", &unlocks, Some(floor_p50));
-    Ok(())
+    policy::measure(&mut cab).await
 }
 
 async fn ping(conn: &zbus::Connection, owner: &str) -> Result<Vec<Duration>> {

@@ -10,6 +10,8 @@ use crate::{Context, Result};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CONFIGFS: &str = "/sys/kernel/config/gpio-sim";
@@ -96,6 +98,93 @@ impl SimLines {
         match self.value(line)? {
             v if v == want => Ok(()),
             v => Err(format!("line {line} reads {v} {when}, expected {want}")),
+        }
+    }
+}
+
+/// Each line that read 1, with when it was first seen.
+pub type Highs = Vec<(String, Instant)>;
+
+/// A thread re-reading some lines' `value` files, recording each line the first time it reads
+/// 1: to prove a lock never opened during a scenario, or to timestamp the moment one did.
+pub struct Sampler {
+    how: Sampling,
+    armed: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<Highs>>>,
+}
+
+/// How a [`Sampler`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Sweep every millisecond until stopped; record every line that reads 1.
+    Watch,
+    /// Spin without pause (a whole vCPU) and end at the first 1, or after 10 s: for latency.
+    FirstHigh,
+}
+
+impl Sampler {
+    /// Starts sampling `names` (line names known to `lines`).
+    pub fn start(lines: &SimLines, names: &[&str], how: Sampling) -> Result<Self> {
+        let paths = names
+            .iter()
+            .map(|n| Ok(((*n).to_owned(), lines.value_path(n)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let armed = Arc::new(AtomicBool::new(true));
+        let flag = armed.clone();
+        let thread = std::thread::Builder::new()
+            .name("line-sampler".into())
+            .spawn(move || sample(&paths, &flag, how))
+            .context("starting the line sampler")?;
+        Ok(Sampler {
+            how,
+            armed,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops (at once for [`Sampling::Watch`]; a [`Sampling::FirstHigh`] sampler first gets to
+    /// finish unless `abort`) and returns each line that read 1, with when it was first seen.
+    pub fn finish(mut self, abort: bool) -> Result<Highs> {
+        self.stop(abort)
+    }
+
+    fn stop(&mut self, abort: bool) -> Result<Highs> {
+        if abort || self.how == Sampling::Watch {
+            self.armed.store(false, Ordering::Relaxed);
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "line sampler panicked".to_owned())?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        let _ = self.stop(true);
+    }
+}
+
+fn sample(paths: &[(String, PathBuf)], armed: &AtomicBool, how: Sampling) -> Result<Highs> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen: Highs = Vec::new();
+    loop {
+        for (name, path) in paths {
+            let text = fs::read(path).context(format!("reading {}", path.display()))?;
+            if text.first() == Some(&b'1') && !seen.iter().any(|(n, _)| n == name) {
+                seen.push((name.clone(), Instant::now()));
+                if how == Sampling::FirstHigh {
+                    return Ok(seen);
+                }
+            }
+        }
+        match how {
+            Sampling::Watch if !armed.load(Ordering::Relaxed) => return Ok(seen),
+            Sampling::Watch => std::thread::sleep(Duration::from_millis(1)),
+            Sampling::FirstHigh if !armed.load(Ordering::Relaxed) || Instant::now() > deadline => {
+                return Ok(seen)
+            }
+            Sampling::FirstHigh => {}
         }
     }
 }

@@ -8,6 +8,10 @@
 //! `keywarden-hwd --backend cdev` as its own unprivileged user), then drive inputs through
 //! gpio-sim pulls and uinput events and observe outputs through gpio-sim sysfs and D-Bus.
 //!
+//! The policy scenarios and the policy benchmark also start `keywarden-policyd` as `keywarden`,
+//! its database on the data partition (the VM's virtio disk, ext4, mounted by `/init` on
+//! `/var/lib/keywarden`), and drive it as a person at the cabinet and as the console program.
+//!
 //! Clients connect to the bus as the `keywarden` user (uid 900) or the `intruder` (uid 950)
 //! without a second process: [`bus::connect_as`] opens the socket from a helper thread whose
 //! *thread* credentials were switched with a raw `setresuid` syscall, so the bus daemon sees that
@@ -19,6 +23,8 @@ pub mod board;
 pub mod bus;
 pub mod fingerprint;
 pub mod gpiosim;
+pub mod policy;
+pub mod policyd;
 pub mod report;
 pub mod scenarios;
 pub mod setup;

@@ -1,7 +1,10 @@
 //! The VM scenarios: each drives real kernel devices (uinput, gpio-sim) and checks what the
 //! daemon does on the bus and on the GPIO lines. Clients are the `keywarden` user (uid 900),
 //! except where a scenario says otherwise. Scenarios leave the cabinet as they found it: door
-//! closed and locked, every key in its slot.
+//! closed and locked, every key in its slot. The policy scenarios ([`policy`]) run last, with
+//! keywarden-policyd started next to hwd.
+
+mod policy;
 
 use crate::board::{ids, BADGE_MAX_LENGTH, BADGE_READER, CHIPS, KEYPAD};
 use crate::bus::{connect_as, hardware};
@@ -16,9 +19,9 @@ use std::time::{Duration, Instant};
 /// Time limit of one scenario.
 const LIMIT: Duration = Duration::from_secs(45);
 /// How long a signal may take to arrive (generous: TCG).
-const SIGNAL: Duration = Duration::from_secs(5);
+pub(crate) const SIGNAL: Duration = Duration::from_secs(5);
 /// How long an output may take to follow a request or a sensor change.
-const PROMPT: Duration = Duration::from_millis(500);
+pub(crate) const PROMPT: Duration = Duration::from_millis(500);
 
 /// What every scenario gets: the cabinet and a client connected as `keywarden`.
 pub struct Ctx {
@@ -71,6 +74,7 @@ pub async fn run_all() -> bool {
     report
         .run("fingerprint", LIMIT, fingerprint(&mut ctx))
         .await;
+    policy::run_all(&mut report, &mut ctx).await;
     report.done()
 }
 
@@ -183,9 +187,9 @@ async fn badge_rejects(ctx: &mut Ctx) -> Result<()> {
     expect_rejected(&mut rejects, "too-long").await
 }
 
-/// A burst that overflows the kernel's buffer for the reader (events lost, SYN_DROPPED) is
-/// rejected as garbled with the drop named, not mistaken for a slow or short scan; the next
-/// scan decodes normally.
+/// A burst of 100 characters, which may overflow the kernel's buffer for the reader (events
+/// lost, SYN_DROPPED), is rejected (garbled with the drop named, or too long), never passed on
+/// as a scan; the next scan decodes normally.
 async fn badge_overflow(ctx: &mut Ctx) -> Result<()> {
     let mut rejects = ctx
         .hw
@@ -199,7 +203,31 @@ async fn badge_overflow(ctx: &mut Ctx) -> Result<()> {
         .context("subscribing")?;
     ctx.cab.badge.burst(KeyCode::KEY_7, 100)?;
     ctx.cab.badge.tap(KeyCode::KEY_ENTER)?;
-    expect_rejected(&mut rejects, "garbled: key events were dropped").await?;
+    // Whether the kernel's buffer overflows depends on whether hwd's reader drained it during
+    // the burst (the scheduler decides): either way the scan must be rejected, not passed on,
+    // as "garbled" (events dropped, SYN_DROPPED) or "too-long" (all 100 characters arrived).
+    // The SYN_DROPPED path itself is unit-tested in the wedge decoder.
+    let signal = next(&mut rejects, "ScanRejected").await?;
+    let args = signal.args().context("ScanRejected args")?;
+    let rejected = args.reader == BADGE_READER
+        && (args.reason.starts_with("garbled: key events were dropped")
+            || args.reason.starts_with("too-long"));
+    if !rejected {
+        return Err(format!(
+            "got {args:?}, expected a garbled or too-long rejection"
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A too-long scan is rejected at its 33rd character; the rest of the burst and its Enter
+    // may make one more rejection, which must not be mistaken for the next scan.
+    while let Ok(Some(extra)) =
+        tokio::time::timeout(Duration::from_millis(200), rejects.next()).await
+    {
+        let a = extra.args().context("ScanRejected args")?;
+        if a.reader != BADGE_READER {
+            return Err(format!("unexpected rejection {a:?}"));
+        }
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     ctx.cab.badge.type_text("AFTER-1")?;
     ctx.cab.badge.tap(KeyCode::KEY_ENTER)?;

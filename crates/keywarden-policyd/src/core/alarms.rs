@@ -23,6 +23,23 @@ impl Core {
         if !now.clock_valid || self.out_of_service.is_some() {
             return;
         }
+        // Backstop: a grant untaken long after every deadline, with no session waiting for it.
+        let waiting = match &self.session {
+            Session::TakeKey { key, .. } => Some(*key),
+            _ => None,
+        };
+        let limit = i64::from(self.state.settings.release_seconds) + 5 * 60;
+        let stale: Vec<KeyId> = self
+            .state
+            .loans
+            .values()
+            .filter(|l| l.taken_at.is_none() && Some(l.key) != waiting)
+            .filter(|l| now.wall > l.granted_at + limit)
+            .map(|l| l.key)
+            .collect();
+        for key in stale {
+            self.settle_untaken(key, "stale-grant", now);
+        }
         let loans: Vec<Loan> = self.state.loans.values().cloned().collect();
         for loan in loans {
             if loan.taken_at.is_none() {

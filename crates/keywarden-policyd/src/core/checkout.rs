@@ -258,4 +258,59 @@ impl Core {
         );
         self.feedback(Actuation::Beep("alarm"));
     }
+
+    /// Settle a grant that was recorded but never taken and whose session is gone (the service
+    /// restarted while the slot was released, or the grant outlived every deadline): the slot
+    /// sensor decides. Key still present → the grant lapsed; slot empty → the key was taken at
+    /// an unknown moment, recorded now. Either way the loan no longer blocks the key.
+    pub(super) fn settle_untaken(&mut self, key: KeyId, why: &'static str, now: &Now) {
+        let Some(loan) = self.state.loans.get(&key).cloned() else {
+            return;
+        };
+        let (actor, label) = self.names(Some(loan.user), key);
+        let slot = loan.slot.or_else(|| self.state.slot_of(key));
+        let present = slot.and_then(|s| self.sensors.get(&s).copied());
+        if present == Some(false) {
+            if let Some(l) = self.state.loans.get_mut(&key) {
+                l.taken_at = Some(now.wall);
+            }
+            let mut changes = vec![Change::TakeLoan { key, at: now.wall }];
+            if let Some(s) = slot {
+                self.state.slot_contents.remove(&s);
+                changes.push(Change::SlotContents { slot: s, key: None });
+            }
+            self.commit(
+                changes,
+                vec![Event {
+                    kind: EventKind::Removed,
+                    actor,
+                    subject: key_subject(&label),
+                    detail: vec![
+                        ("slot", slot.map(|s| s.to_string()).unwrap_or_default()),
+                        ("seen", why.to_owned()),
+                    ],
+                }],
+                vec![],
+            );
+        } else {
+            self.state.loans.remove(&key);
+            self.commit(
+                vec![Change::CloseLoan {
+                    key,
+                    at: now.wall,
+                    returned_by: None,
+                }],
+                vec![Event {
+                    kind: EventKind::GrantLapsed,
+                    actor,
+                    subject: key_subject(&label),
+                    detail: vec![
+                        ("granted_at", loan.granted_at.to_string()),
+                        ("seen", why.to_owned()),
+                    ],
+                }],
+                vec![],
+            );
+        }
+    }
 }

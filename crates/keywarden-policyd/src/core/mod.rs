@@ -523,6 +523,21 @@ impl Core {
         }
     }
 
+    /// After a (re)start, once the slot sensors are set: grants recorded but never taken (the
+    /// service stopped while their slot was released) are settled from the sensors.
+    pub fn resume(&mut self, now: &Now) {
+        let stale: Vec<KeyId> = self
+            .state
+            .loans
+            .values()
+            .filter(|l| l.taken_at.is_none())
+            .map(|l| l.key)
+            .collect();
+        for key in stale {
+            self.settle_untaken(key, "after-restart", now);
+        }
+    }
+
     /// Initial slot presence read from the hardware at start (no events).
     pub fn set_slot_sensor(&mut self, slot: SlotNumber, occupied: bool) {
         self.sensors.insert(slot, occupied);

@@ -997,3 +997,66 @@ fn an_absolute_curfew_caps_the_due_time() {
         }
     );
 }
+
+#[test]
+fn after_a_restart_untaken_grants_are_settled_from_the_sensors() {
+    // Two grants recorded before a crash, never taken: 204's key is still in slot 1, Pool's
+    // slot 2 is empty now.
+    let mut s = state();
+    for (key, slot) in [(K204, 1), (KPOOL, 2)] {
+        s.loans.insert(
+            key,
+            Loan {
+                id: key,
+                key,
+                user: ALICE,
+                witness: None,
+                reason: "MAINT".into(),
+                granted_at: T0 - 30,
+                taken_at: None,
+                due_at: T0 + 3600,
+                slot: Some(slot),
+            },
+        );
+    }
+    let mut rig = Rig::new(s);
+    rig.core.set_slot_sensor(1, true);
+    rig.core.set_slot_sensor(2, false);
+    let now = rig.clock.now();
+    rig.core.resume(&now);
+    rig.drain();
+    assert_eq!(
+        rig.events(),
+        vec![EventKind::GrantLapsed, EventKind::Removed]
+    );
+    assert!(!rig.core.state().loans.contains_key(&K204));
+    assert_eq!(rig.core.state().loans[&KPOOL].taken_at, Some(T0));
+    assert_eq!(rig.core.state().slot_of(KPOOL), None);
+    assert!(rig.opened().is_empty());
+}
+
+#[test]
+fn a_stale_grant_nobody_waits_for_lapses_on_the_tick() {
+    let mut s = state();
+    s.loans.insert(
+        K204,
+        Loan {
+            id: 1,
+            key: K204,
+            user: ALICE,
+            witness: None,
+            reason: "MAINT".into(),
+            granted_at: T0,
+            taken_at: None,
+            due_at: T0 + 3600,
+            slot: Some(1),
+        },
+    );
+    let mut rig = Rig::new(s);
+    rig.core.set_slot_sensor(1, true);
+    rig.tick(Duration::from_secs(60));
+    assert!(rig.core.state().loans.contains_key(&K204), "too early");
+    rig.tick(Duration::from_secs(5 * 60));
+    assert!(!rig.core.state().loans.contains_key(&K204));
+    assert_eq!(rig.events(), vec![EventKind::GrantLapsed]);
+}

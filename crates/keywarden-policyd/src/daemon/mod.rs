@@ -142,6 +142,7 @@ pub async fn run(options: Options) -> Result<()> {
     for s in &slots {
         core.set_slot_sensor(s.number, s.occupied);
     }
+    core.resume(&clock::now(&config.time_zone));
 
     let published: SharedPublished = SharedPublished::default();
     let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
