@@ -13,18 +13,21 @@
 pub mod clock;
 pub mod hardware;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use keywarden_audit::DeviceKey;
 use keywarden_dbus::hardware::Hardware1Proxy;
-use keywarden_dbus::names::{POLICY_BUS_NAME, POLICY_PATH};
+use keywarden_dbus::names::{POLICY_BUS_NAME, POLICY_INTERFACE, POLICY_PATH};
 use keywarden_dbus::policy::{AlarmInfo, AuditReport, PolicyError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+use zbus::names::InterfaceName;
 use zbus::object_server::InterfaceRef;
+use zbus::zvariant::Value;
 
 use crate::config::Config;
 use crate::core::effects::{Actuation, Effect};
@@ -538,44 +541,49 @@ async fn publish(
         }
         std::mem::replace(&mut *guard, new.clone())
     };
-    let emitter = iface.signal_emitter();
-    let svc = iface.get().await;
+    // One PropertiesChanged for the whole change, so a console never sees a new state with an
+    // old slot or prompt (and proxies' property caches stay consistent).
     let (o, n) = (&old.session, &new.session);
-    let mut results = Vec::new();
+    let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
     if o.state != n.state {
-        results.push(svc.session_state_changed(emitter).await);
+        changed.insert("SessionState", Value::from(n.state));
     }
     if o.user != n.user {
-        results.push(svc.session_user_changed(emitter).await);
+        changed.insert("SessionUser", Value::from(n.user.as_str()));
     }
     if o.prompt != n.prompt {
-        results.push(svc.session_prompt_changed(emitter).await);
+        changed.insert("SessionPrompt", Value::from(n.prompt.as_str()));
     }
     if o.key != n.key {
-        results.push(svc.session_key_changed(emitter).await);
+        changed.insert("SessionKey", Value::from(n.key.as_str()));
     }
     if o.notes != n.notes {
-        results.push(svc.session_notes_changed(emitter).await);
+        changed.insert("SessionNotes", Value::from(n.notes.as_str()));
     }
     if o.slot != n.slot {
-        results.push(svc.session_slot_changed(emitter).await);
+        changed.insert("SessionSlot", Value::from(n.slot));
     }
     if o.entry != n.entry {
-        results.push(svc.session_entry_changed(emitter).await);
+        changed.insert("SessionEntry", Value::from(n.entry.as_str()));
     }
     if o.pin_length != n.pin_length {
-        results.push(svc.pin_length_changed(emitter).await);
+        changed.insert("PinLength", Value::from(n.pin_length));
     }
     if old.active_alarms != new.active_alarms {
-        results.push(svc.active_alarms_changed(emitter).await);
+        changed.insert("ActiveAlarms", Value::from(new.active_alarms));
     }
     if old.status != new.status {
-        results.push(svc.status_changed(emitter).await);
+        changed.insert("Status", Value::from(new.status.as_str()));
     }
-    for r in results {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "cannot emit PropertiesChanged");
-        }
+    let sent = zbus::fdo::Properties::properties_changed(
+        iface.signal_emitter(),
+        InterfaceName::from_static_str_unchecked(POLICY_INTERFACE),
+        changed,
+        Cow::Borrowed(&[]),
+    )
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot emit PropertiesChanged");
     }
 }
 
