@@ -5,8 +5,9 @@ use futures_util::stream::{select_all, BoxStream, StreamExt};
 use keywarden_dbus::hardware::Hardware1Proxy;
 use tokio::sync::mpsc;
 
+use super::bus;
 use crate::core::effects::Actuation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One signal from hwd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +30,6 @@ pub enum HwEvent {
     Slot(u32, bool),
     /// `TamperChanged(active)`.
     Tamper(bool),
-}
-
-fn bus(operation: &'static str) -> impl Fn(zbus::Error) -> Error {
-    move |e| Error::Bus {
-        operation,
-        source: Box::new(e),
-    }
 }
 
 /// Subscribe to every hwd signal policyd acts on. Call before reading the initial state so

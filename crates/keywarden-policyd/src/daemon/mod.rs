@@ -65,6 +65,7 @@ pub struct Options {
     pub console_groups: Vec<String>,
 }
 
+/// Wrap a zbus error with what was being done (used by the whole driver, `hardware.rs` too).
 fn bus(operation: &'static str) -> impl Fn(zbus::Error) -> Error {
     move |e| Error::Bus {
         operation,
@@ -190,7 +191,7 @@ pub async fn run(options: Options) -> Result<()> {
 
     let mut turn = Turn {
         store: &mut store,
-        settings: &config,
+        config: &config,
         board_slots: &board_slots,
         actuator: &actuator,
         pin_tx: &pin_tx,
@@ -258,7 +259,7 @@ fn status(core: &Core) -> String {
 /// Everything one turn of the loop needs besides the core.
 struct Turn<'a> {
     store: &'a mut Option<Store>,
-    settings: &'a Config,
+    config: &'a Config,
     board_slots: &'a BTreeSet<SlotNumber>,
     actuator: &'a mpsc::UnboundedSender<Actuation>,
     pin_tx: &'a mpsc::UnboundedSender<(u64, bool)>,
@@ -334,7 +335,7 @@ impl Turn<'_> {
                     return Err(not_ready());
                 };
                 let outcome =
-                    store.apply_admin(&actor, &op, &self.settings.settings, clock::now_ms());
+                    store.apply_admin(&actor, &op, &self.config.settings, clock::now_ms());
                 let outcome = outcome.map_err(PolicyError::from)?;
                 self.reload(core);
                 Ok(match outcome {
@@ -441,8 +442,8 @@ impl Turn<'_> {
         let Some(store) = self.store.as_ref() else {
             return;
         };
-        match store.load_state(self.settings.settings.clone(), self.board_slots) {
-            Ok(state) => core.replace_state(state, &clock::now(&self.settings.time_zone)),
+        match store.load_state(self.config.settings.clone(), self.board_slots) {
+            Ok(state) => core.replace_state(state, &clock::now(&self.config.time_zone)),
             Err(e) => tracing::error!(error = %e, "cannot reload the policy state"),
         }
     }
@@ -464,7 +465,7 @@ impl Turn<'_> {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, ?commit.events, "commit failed; nothing opened");
-                            let now = clock::now(&self.settings.time_zone);
+                            let now = clock::now(&self.config.time_zone);
                             core.handle_commit_failed(&now);
                             self.reload(core);
                         }
