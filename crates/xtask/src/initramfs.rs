@@ -93,13 +93,9 @@ const MKFS_EXT4: &str = "/usr/sbin/mkfs.ext4";
 
 /// A fresh, empty ext4 image for the VM's data partition (`/var/lib/keywarden`, where
 /// keywarden-policyd keeps its database), so `fsync` in the VM reaches a real block device.
-/// Made anew for every boot: every run starts with no database.
+/// Made anew for every boot: every run starts with no database. `mkfs.ext4` is among the host
+/// tools `host::ensure_tools` installs before any VM task gets here.
 pub fn data_disk(work: &Path) -> Result<PathBuf> {
-    if !Path::new(MKFS_EXT4).exists() {
-        cmd::run(&mut Command::new(
-            workspace_root().join("tests/setup-host.sh"),
-        ))?;
-    }
     let path = work.join("data.ext4");
     let file =
         fs::File::create(&path).map_err(Error::io(format!("creating {}", path.display())))?;
