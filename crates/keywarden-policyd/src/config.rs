@@ -26,6 +26,10 @@ struct PolicyFile {
     slot_locks: Option<bool>,
     return_by: Option<String>,
     time_zone: Option<String>,
+    /// `[notify]`: alerts and reports by e-mail and webhook (see `notify`).
+    notify: Option<crate::notify::NotifyFile>,
+    /// `[offsite]`: the audit copy shipped to a syslog collector (see `offsite`).
+    offsite: Option<crate::offsite::OffsiteFile>,
 }
 
 /// The policy file, read.
@@ -35,6 +39,10 @@ pub struct Config {
     pub settings: Settings,
     /// Time zone for schedules and holidays.
     pub time_zone: jiff::tz::TimeZone,
+    /// Alerts and notifications; `None`: none are sent.
+    pub notify: Option<crate::notify::NotifyConfig>,
+    /// The offsite audit copy; `None`: not shipped.
+    pub offsite: Option<crate::offsite::OffsiteConfig>,
 }
 
 impl Config {
@@ -43,6 +51,8 @@ impl Config {
         Config {
             settings: Settings::default(),
             time_zone: jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+            notify: None,
+            offsite: None,
         }
     }
 
@@ -136,9 +146,19 @@ impl Config {
                 jiff::tz::TimeZone::get(&name).map_err(|e| format!("time-zone {name:?}: {e}"))?
             }
         };
+        let notify = file
+            .notify
+            .map(crate::notify::NotifyConfig::from_file)
+            .transpose()?;
+        let offsite = file
+            .offsite
+            .map(crate::offsite::OffsiteConfig::from_file)
+            .transpose()?;
         Ok(Config {
             settings: s,
             time_zone,
+            notify,
+            offsite,
         })
     }
 }

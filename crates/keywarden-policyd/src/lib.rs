@@ -9,6 +9,9 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, the audit chain, credentials.
 //! - [`config`]: the site policy file.
 //! - [`service`], [`wire`]: the D-Bus adapter and its conversions.
+//! - [`reports`]: read-only queries over the records, on their own connection.
+//! - [`notify`]: alerts and notifications from a persistent outbox (e-mail, webhooks).
+//! - [`offsite`]: the audit copy shipped to a syslog collector over TLS.
 //! - [`daemon`]: the driver loop, the only place with clocks, IO and randomness.
 
 pub mod admin;
@@ -18,6 +21,9 @@ pub mod daemon;
 pub mod error;
 pub mod logging;
 pub mod model;
+pub mod notify;
+pub mod offsite;
+pub mod reports;
 pub mod service;
 pub mod store;
 pub mod wire;

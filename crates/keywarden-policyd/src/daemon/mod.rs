@@ -148,6 +148,19 @@ pub async fn run(options: Options) -> Result<()> {
     }
     core.resume(&clock::now(&config.time_zone));
 
+    // The audit head after every turn, for the tasks that follow the chain (notifier, shipper).
+    let (head_tx, head_rx) =
+        tokio::sync::watch::channel(store.as_ref().map(|s| s.audit_head().0).unwrap_or(0));
+    if store.is_some() {
+        if let Some(notify) = config.notify.clone() {
+            crate::notify::spawn(notify, &options, config.time_zone.clone(), head_rx.clone());
+        }
+        if let Some(offsite) = config.offsite.clone() {
+            crate::offsite::spawn(offsite, &options, head_rx.clone());
+        }
+    }
+    drop(head_rx);
+
     let published: SharedPublished = SharedPublished::default();
     let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
     let access = Access {
@@ -214,6 +227,10 @@ pub async fn run(options: Options) -> Result<()> {
             _ = sigint.recv() => break,
         }
         turn.drain(&mut core).await;
+        if let Some(store) = turn.store.as_ref() {
+            let head = store.audit_head().0;
+            head_tx.send_if_modified(|h| std::mem::replace(h, head) != head);
+        }
         publish(&core, &published, &iface, &device_key).await;
     }
     if let Some(store) = store.as_mut() {

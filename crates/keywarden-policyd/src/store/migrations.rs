@@ -24,7 +24,16 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4B57_4442;
 
 /// Schema migrations, in order: `MIGRATIONS[n]` brings version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// Version 2: indexes (and views) for reports.
+const V2: &str = include_str!("schema/v2-reports.sql");
+
+/// Version 3: the notification outbox.
+const V3: &str = include_str!("schema/v3-outbox.sql");
+
+/// Version 4: the offsite audit copy's acknowledged position.
+const V4: &str = include_str!("schema/v4-offsite.sql");
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;

@@ -1,0 +1,1 @@
+-- Placeholder: filled in by the outbox work. An empty migration is valid.
