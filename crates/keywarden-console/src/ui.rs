@@ -4,7 +4,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Cell, Padding, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
 use crate::model::{Body, KeyRow, ReasonRow, Screen};
@@ -73,7 +73,9 @@ pub fn hints(body: &Body) -> &'static str {
 }
 
 fn panel(title: &str) -> Block<'_> {
-    Block::bordered().title(format!(" {title} "))
+    Block::bordered()
+        .title(format!(" {title} "))
+        .padding(Padding::horizontal(1))
 }
 
 fn paragraph(frame: &mut Frame<'_>, area: Rect, title: &str, lines: Vec<Line<'_>>) {
