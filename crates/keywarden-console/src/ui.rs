@@ -223,12 +223,9 @@ fn draw_body(frame: &mut Frame<'_>, area: Rect, body: &Body) {
             vec![
                 Line::raw(format!("Returning key {key}.")),
                 Line::raw(""),
-                big(
-                    format!("Put it in slot {slot}: its light is blinking."),
-                    Color::Green,
-                ),
+                big(prompt.clone(), Color::Green),
                 Line::raw(""),
-                Line::raw(prompt.clone()),
+                Line::raw(format!("The light of slot {slot} is blinking.")),
             ],
         ),
         Body::Denied { message } => paragraph(

@@ -119,15 +119,29 @@ impl Tmux {
     /// last screen after [`DEADLINE`].
     fn wait_for(&self, want: &[&str]) -> String {
         let start = Instant::now();
+        let first = self.seen.borrow().len();
         loop {
             let text = self.capture();
             if want.iter().all(|w| text.contains(w)) {
                 return text;
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "the console never showed {want:?}; last screen:\n{text}"
-            );
+            if start.elapsed() >= DEADLINE {
+                let mut shown: Vec<String> = Vec::new();
+                for screen in &self.seen.borrow()[first..] {
+                    let lines: Vec<&str> = screen
+                        .lines()
+                        .filter(|l| !l.trim_matches(|c: char| c == '│' || c == ' ').is_empty())
+                        .collect();
+                    let compact = lines.join("\n");
+                    if shown.last() != Some(&compact) {
+                        shown.push(compact);
+                    }
+                }
+                panic!(
+                    "the console never showed {want:?}; the screens meanwhile:\n{}",
+                    shown.join("\n--\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -195,7 +209,7 @@ impl Rig {
         rig.start_policyd();
         rig.provision();
         let mut argv = vec![
-            binary("keywarden-console").display().to_string(),
+            env!("CARGO_BIN_EXE_keywarden-console").to_string(),
             "--bus-address".into(),
             rig.bus.address.clone(),
             "--log-file".into(),
