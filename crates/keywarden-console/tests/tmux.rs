@@ -169,10 +169,11 @@ impl Drop for Tmux {
 
 /// The stack, provisioned, and the console in tmux.
 struct Rig {
-    bus: PrivateBus,
-    _hwd: Daemon,
-    policyd: Option<Daemon>,
+    // Fields drop in order: tmux's server (its socket is in the bus's directory) goes first.
     tmux: Option<Tmux>,
+    policyd: Option<Daemon>,
+    _hwd: Daemon,
+    bus: PrivateBus,
 }
 
 impl Rig {

@@ -6,7 +6,7 @@
 //! - `vm-bench`: the same VM running the latency benchmark.
 //! - `vm-smoke`: the same VM checking devices and the bus only (no daemon).
 //! - `test`: the one test command: `cargo test --workspace`, then `vm-test`.
-//! - `demo`: the host demo on the `sim` backend (see `demo.rs`).
+//! - `demo`: the host demo on the `sim` backend (see `demo/mod.rs`).
 //!
 //! Exit codes: 0 success, 1 a test or scenario failed, 2 the harness itself failed.
 
@@ -42,8 +42,12 @@ enum Task {
     VmSmoke(tasks::VmArgs),
     /// Run every test: unit and integration tests, then the VM scenarios.
     Test(tasks::VmArgs),
-    /// Run the stack on the host against the sim backend, on a private bus, with a scripted demo.
+    /// Run the stack on the host against the sim backend, on a private bus: at a terminal, the
+    /// console and a sim> prompt in tmux; otherwise (or with --scripted) a scripted walkthrough.
     Demo(demo::DemoArgs),
+    /// The live demo's sim> prompt (started by `demo` in its tmux session).
+    #[command(hide = true)]
+    DemoPrompt(demo::prompt::PromptArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Task::VmSmoke(args) => tasks::vm(qemu::Mode::Smoke, &args).map(drop),
         Task::Test(args) => tasks::test(&args),
         Task::Demo(args) => demo::run(&cmd::workspace_root(), &args),
+        Task::DemoPrompt(args) => demo::prompt::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,102 +1,24 @@
-//! `cargo xtask demo`: the host demo. Starts a private `dbus-daemon` carrying the project's policy
-//! files, `keywarden-hwd` on the `sim` backend with the demo board, `keywarden-policyd` on a fresh
-//! database, and a `keywarden hw watch` that prints every hardware signal; provisions a tiny
-//! property with the admin CLI; then walks through a checkout and a return as a person at the
-//! cabinet would (badge, PIN, key, reason, take the key; scan its tag, put it in the slot the
-//! cabinet picks), a denial, a forced door, and the audit trail's verification. With
-//! `--interactive` it leaves the stack running and prints the commands to drive it by hand.
+//! The scripted walkthrough (`cargo xtask demo --scripted`, and whenever the demo is not at a
+//! terminal): a `keywarden hw watch` prints every hardware signal while the admin CLI provisions a
+//! tiny property and then plays what happens at the cabinet: Alice's checkout (badge, PIN, key,
+//! reason, take the key), Bob refused, the return (scan the tag, put the key in the slot the
+//! cabinet picks), a forced door, and the audit trail's verification.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use keywarden_testbus::{current_user, Daemon, PrivateBus};
+use keywarden_testbus::Daemon;
 
+use super::Stack;
 use crate::error::Error;
-
-/// Options of `cargo xtask demo`.
-#[derive(clap::Args)]
-pub struct DemoArgs {
-    /// Keep the stack running after the script and print how to drive it by hand.
-    #[arg(long)]
-    interactive: bool,
-    /// Pause between steps, in milliseconds.
-    #[arg(long, default_value_t = 700)]
-    pause_ms: u64,
-}
 
 /// One scripted step: a title (or none), the CLI's arguments, and what to type on its stdin.
 struct Step(&'static str, &'static [&'static str], Option<&'static str>);
 
-/// Run the demo.
-pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
-    crate::cmd::run(&mut Command::new(root.join("tests/setup-host.sh")))?;
-    crate::cmd::run(crate::cmd::cargo().current_dir(root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "keywarden-hwd",
-        "-p",
-        "keywarden-policyd",
-        "-p",
-        "keywarden",
-    ]))?;
-    let bin = crate::cmd::target_dir().join("debug");
-
-    let bus = PrivateBus::start(
-        &[
-            "crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf",
-            "crates/keywarden-policyd/dbus/org.keywarden.Policy1.conf",
-        ],
-        &["keywarden", "keywarden-hw"],
-        &["keywarden-admin", "keywarden-console"],
-    );
-    let address = bus.address.clone();
-    let data = bus.dir().join("data");
-    let quiet = |mut c: Command| {
-        c.env("RUST_LOG", "warn");
-        c
-    };
-    let mut hwd = quiet(Command::new(bin.join("keywarden-hwd")));
-    hwd.args(["--backend", "sim", "--bus-address", &address])
-        .args(["--allow-user", &current_user()])
-        .arg("--board")
-        .arg(root.join("crates/keywarden-hwd/boards/sim-demo.toml"));
-    let _hwd = Daemon(hwd.spawn().map_err(Error::io("start keywarden-hwd"))?);
-    let cli = |args: &[&str]| {
-        let mut c = Command::new(bin.join("keywarden"));
-        c.arg("--bus-address").arg(&address).args(args);
-        c
-    };
-    let succeeds = |args: &[&str]| {
-        cli(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    wait_for(|| succeeds(&["hw", "status"]), "keywarden-hwd on the bus")?;
-    let mut policyd = quiet(Command::new(bin.join("keywarden-policyd")));
-    policyd
-        .args(["--bus-address", &address])
-        .arg("--database")
-        .arg(data.join("keywarden.db"))
-        .arg("--device-key")
-        .arg(data.join("identity/device-key.pem"))
-        .arg("--badge-key")
-        .arg(data.join("secrets/badge.key"))
-        .arg("--config")
-        .arg(data.join("policy.toml"));
-    let _policyd = Daemon(
-        policyd
-            .spawn()
-            .map_err(Error::io("start keywarden-policyd"))?,
-    );
-    wait_for(
-        || succeeds(&["session", "status"]),
-        "keywarden-policyd on the bus",
-    )?;
+/// Play the walkthrough on `stack`, pausing `pause` between steps.
+pub fn run(stack: &Stack, pause: Duration) -> Result<(), Error> {
+    let cli = |args: &[&str]| stack.cli(args);
     let _watch = Daemon(
         cli(&["hw", "watch"])
             .spawn()
@@ -220,7 +142,6 @@ pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
             None,
         ),
     ];
-    let pause = Duration::from_millis(args.pause_ms);
     for Step(title, argv, stdin) in steps {
         if !title.is_empty() {
             println!("\n== {title}");
@@ -251,24 +172,6 @@ pub fn run(root: &Path, args: &DemoArgs) -> Result<(), Error> {
         }
         std::thread::sleep(pause);
     }
-    if args.interactive {
-        println!("\nThe stack keeps running. In another terminal, try for example:");
-        let k = bin.join("keywarden");
-        println!(
-            "  {} --bus-address {address} sim scan badge EMP-0042",
-            k.display()
-        );
-        println!(
-            "  {} --bus-address {address} sim keys keypad 2 4 6 8 enter",
-            k.display()
-        );
-        println!("  {} --bus-address {address} session status", k.display());
-        println!("  {} --bus-address {address} key list", k.display());
-        println!("Hardware signals print here. Ctrl-C stops everything.");
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
-    }
     println!("\ndemo finished");
     Ok(())
 }
@@ -286,17 +189,4 @@ fn session_slot(cmd: &Command) -> Option<u32> {
         .next()?
         .parse()
         .ok()
-}
-
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) -> Result<(), Error> {
-    for _ in 0..200 {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(Error::Io {
-        what: format!("wait for {what}"),
-        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "not ready after 10 s"),
-    })
 }
