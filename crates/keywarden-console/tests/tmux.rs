@@ -63,8 +63,12 @@ impl Tmux {
             "tmux is not installed: run tests/setup-host.sh (apt-get install tmux)"
         );
         let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+        // After the console: its exit status and the terminal's line discipline (restored to
+        // canonical mode with echo, or left raw).
         let script = format!(
-            "{}; echo \"console exited with status $?\"; sleep 3600",
+            "{}; echo \"console exited with status $?\"; \
+             echo \"terminal: $(stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' ')\"; \
+             sleep 3600",
             quoted.join(" ")
         );
         let tmux = Tmux {
@@ -516,4 +520,14 @@ fn policyd_restarts_show_service_unavailable_and_alarms_show_a_banner() {
     rig.sim(&["scan", "badge", ALICE_BADGE]);
     rig.tmux()
         .wait_for(&["Hello, Alice Example.", "ALARM: 1 active"]);
+
+    // Ctrl-C on the display's keyboard ends the console and gives the terminal back.
+    rig.tmux().send(&["C-c"]);
+    let after = rig
+        .tmux()
+        .wait_for(&["console exited with status 0", "terminal: icanon echo"]);
+    assert!(
+        !after.contains("KEYWARDEN"),
+        "the alternate screen stayed:\n{after}"
+    );
 }
