@@ -118,7 +118,10 @@ fn draw_body(frame: &mut Frame<'_>, area: Rect, body: &Body) {
                     Color::Red,
                 ),
                 Line::raw(""),
-                Line::raw(format!("Reason: {why}")),
+                Line::raw(format!(
+                    "Reason: {}",
+                    why.strip_prefix("out of service: ").unwrap_or(why)
+                )),
             ],
         ),
         Body::Idle { prompt } => paragraph(

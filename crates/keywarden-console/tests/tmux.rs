@@ -504,7 +504,7 @@ fn timeouts_bring_the_console_back_to_idle() {
 }
 
 #[test]
-fn policyd_restarts_show_service_unavailable_and_alarms_show_a_banner() {
+fn policyd_restarts_and_a_broken_database_are_shown_and_alarms_show_a_banner() {
     let mut rig = Rig::start("time-zone = \"UTC\"\n", &[]);
     rig.tmux().wait_for(&[POLICYD_IDLE]);
     rig.policyd = None; // killed
@@ -520,6 +520,20 @@ fn policyd_restarts_show_service_unavailable_and_alarms_show_a_banner() {
     rig.sim(&["scan", "badge", ALICE_BADGE]);
     rig.tmux()
         .wait_for(&["Hello, Alice Example.", "ALARM: 1 active"]);
+
+    // A database policyd cannot use: it stays up, out of service, and the console says why.
+    rig.policyd = None;
+    rig.tmux().wait_for(&["Service unavailable"]);
+    let data = rig.bus.dir().join("data");
+    for name in ["keywarden.db-wal", "keywarden.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::write(data.join("keywarden.db"), vec![0x5a; 8192]).expect("overwrite the database");
+    rig.start_policyd();
+    rig.tmux().wait_for(&[
+        "Out of service: no key can be taken or returned.",
+        "Reason: database",
+    ]);
 
     // Ctrl-C on the display's keyboard ends the console and gives the terminal back.
     rig.tmux().send(&["C-c"]);
