@@ -478,10 +478,11 @@ fn refusals_and_a_lockout_are_shown_with_their_message() {
 
 #[test]
 fn timeouts_bring_the_console_back_to_idle() {
-    // policyd gives up on a session after 8 s; the display sleeps after 2 s without a change.
+    // policyd gives up on a session after 10 s; the display sleeps after 3 s without a change
+    // (each screen below is on display for at least 3 s, so polling sees it).
     let rig = Rig::start(
-        "time-zone = \"UTC\"\nsession-timeout-seconds = 8\n",
-        &["--display-timeout-seconds", "2"],
+        "time-zone = \"UTC\"\nsession-timeout-seconds = 10\n",
+        &["--display-timeout-seconds", "3"],
     );
     let t = rig.tmux();
     t.wait_for(&[POLICYD_IDLE]);
