@@ -471,7 +471,7 @@ impl Notifier {
             .map_err(self.sql("read the next due row"))
     }
 
-    /// Deliver the rows due at `now_s`, oldest first, marking each sent or failed (with its
+    /// Deliver the rows due at `now_s`, in the order they were queued, marking each sent or failed (with its
     /// next attempt) right after its own attempt. Within one pass, once a destination failed,
     /// its other rows are not tried (they fail with the same error): a dead server costs one
     /// timeout per pass, not one per message.
@@ -480,7 +480,7 @@ impl Notifier {
             "SELECT id, created_at, alert, channel, destination, payload, attempts,
                     next_attempt_at, sent_at, expired_at, last_error
              FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at, id LIMIT ?2",
+             ORDER BY id LIMIT ?2",
             params![now_s, DELIVER_BATCH],
         )?;
         let mut done = Delivered::default();
