@@ -50,7 +50,8 @@ fn pki(dir: &Path, name: &str) -> Pki {
     let key = KeyPair::generate().expect("server key");
     let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .expect("server params");
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf_cert = leaf
         .signed_by(&key, &ca_cert, &ca_key)
         .expect("server cert");
@@ -109,7 +110,10 @@ fn start(args: Vec<String>, port: u16, dir: &Path, what: &str) -> Server {
         if let Ok(Some(status)) = server.child.try_wait() {
             panic!("the {what} server exited ({status}) before listening");
         }
-        assert!(Instant::now() < deadline, "the {what} server never listened");
+        assert!(
+            Instant::now() < deadline,
+            "the {what} server never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     server
@@ -175,7 +179,10 @@ fn posts(dir: &Path) -> Vec<Value> {
 
 /// The body of a received e-mail, quoted-printable decoded (ASCII).
 fn body(mail: &str) -> String {
-    let raw = mail.split_once("\r\n\r\n").or_else(|| mail.split_once("\n\n")).map_or("", |b| b.1);
+    let raw = mail
+        .split_once("\r\n\r\n")
+        .or_else(|| mail.split_once("\n\n"))
+        .map_or("", |b| b.1);
     let joined = raw.replace("=\r\n", "").replace("=\n", "");
     let mut out = String::new();
     let mut chars = joined.chars();
@@ -293,7 +300,10 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("keywarden.db");
-    for (name, secret) in [("smtp-password", SMTP_PASSWORD), ("hook-secret", HOOK_SECRET)] {
+    for (name, secret) in [
+        ("smtp-password", SMTP_PASSWORD),
+        ("hook-secret", HOOK_SECRET),
+    ] {
         std::fs::write(dir.path().join(name), format!("{secret}\n")).expect("secret");
     }
     Setup { dir, db }
@@ -355,7 +365,8 @@ fn notifier(db: &Path, config: &NotifyConfig) -> Notifier {
 
 fn outbox_conn(db: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(db).expect("open db");
-    c.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    c.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
     c
 }
 
@@ -363,7 +374,10 @@ fn check_signed(post: &Value) -> Value {
     let headers = &post["headers"];
     let body = post["body"].as_str().expect("body");
     let expected = notify::signature(HOOK_SECRET.as_bytes(), body.as_bytes()).expect("hmac");
-    assert_eq!(headers["x-keywarden-signature"].as_str(), Some(expected.as_str()));
+    assert_eq!(
+        headers["x-keywarden-signature"].as_str(),
+        Some(expected.as_str())
+    );
     assert_eq!(headers["content-type"].as_str(), Some("application/json"));
     let json: Value = serde_json::from_str(body).expect("body json");
     assert_eq!(headers["idempotency-key"], json["id"], "{post}");
@@ -411,7 +425,9 @@ async fn an_alarm_reaches_email_and_webhook() {
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
     alarm(&mut store, AlarmKind::DoorForced, "door", true, now_ms);
-    head_tx.send(store.audit_head().0).expect("notifier listens");
+    head_tx
+        .send(store.audit_head().0)
+        .expect("notifier listens");
     let deadline = Instant::now() + WAIT;
     while emails(&smtp.dir).is_empty() || posts(&hook.dir).is_empty() {
         assert!(Instant::now() < deadline, "nothing delivered");
@@ -433,7 +449,10 @@ async fn an_alarm_reaches_email_and_webhook() {
         message_id.starts_with("<kw-lobby-1-") && message_id.ends_with("@example.com>"),
         "{message_id}"
     );
-    assert!(body(mail).contains("Cabinet lobby: alarm door-forced raised."), "{mail}");
+    assert!(
+        body(mail).contains("Cabinet lobby: alarm door-forced raised."),
+        "{mail}"
+    );
     let posts = posts(&hook.dir);
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert_eq!(posts[0]["path"], "/hooks/keywarden");
@@ -443,11 +462,22 @@ async fn an_alarm_reaches_email_and_webhook() {
     assert_eq!(body["cabinet"], "lobby");
     assert_eq!(body["subject"], "door");
     assert_eq!(body["audit_seq"], store.audit_head().0);
-    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("kw-lobby-2-")), "{body}");
-    let n = notifier(&s.db, &s.config(smtp_port, "starttls", hook_port, &p.ca, "[\"all\"]", ""));
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("kw-lobby-2-")),
+        "{body}"
+    );
+    let n = notifier(
+        &s.db,
+        &s.config(smtp_port, "starttls", hook_port, &p.ca, "[\"all\"]", ""),
+    );
     let rows = n.rows().expect("rows");
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.sent_at.is_some() && r.attempts == 0), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.sent_at.is_some() && r.attempts == 0),
+        "{rows:?}"
+    );
 }
 
 /// Servers down: the rows stay, retried later and later; a restart mid-outage loses nothing
@@ -464,12 +494,26 @@ fn an_outage_and_a_restart_lose_nothing_and_duplicate_nothing() {
     let mut store = store(&s.db);
     let t = DAY0;
     let mut n = notifier(&s.db, &config);
-    assert_eq!(n.follow(t).expect("follow"), 0, "the first run starts at the head");
+    assert_eq!(
+        n.follow(t).expect("follow"),
+        0,
+        "the first run starts at the head"
+    );
     alarm(&mut store, AlarmKind::DoorForced, "door", true, t * 1000);
     alarm(&mut store, AlarmKind::Tamper, "cabinet", true, t * 1000 + 1);
-    alarm(&mut store, AlarmKind::DoorForced, "door", false, t * 1000 + 2);
+    alarm(
+        &mut store,
+        AlarmKind::DoorForced,
+        "door",
+        false,
+        t * 1000 + 2,
+    );
     assert_eq!(n.follow(t).expect("follow"), 6);
-    assert_eq!(n.follow(t).expect("follow again"), 0, "nothing queued twice");
+    assert_eq!(
+        n.follow(t).expect("follow again"),
+        0,
+        "nothing queued twice"
+    );
 
     let d = n.deliver_due(t).expect("deliver");
     assert_eq!((d.sent, d.failed, d.expired), (0, 6, 0));
@@ -497,9 +541,23 @@ fn an_outage_and_a_restart_lose_nothing_and_duplicate_nothing() {
     // Restart mid-outage: a new notifier on the same file.
     drop(n);
     let mut n = notifier(&s.db, &config);
-    assert_eq!(n.rows().expect("rows"), later, "the outbox survived the restart");
-    assert_eq!(n.follow(t + 3600).expect("follow"), 0, "the cursor survived too");
-    alarm(&mut store, AlarmKind::Overdue, "key:204", true, (t + 3600) * 1000);
+    assert_eq!(
+        n.rows().expect("rows"),
+        later,
+        "the outbox survived the restart"
+    );
+    assert_eq!(
+        n.follow(t + 3600).expect("follow"),
+        0,
+        "the cursor survived too"
+    );
+    alarm(
+        &mut store,
+        AlarmKind::Overdue,
+        "key:204",
+        true,
+        (t + 3600) * 1000,
+    );
     assert_eq!(n.follow(t + 3600).expect("follow"), 2);
 
     // Servers back.
@@ -535,8 +593,14 @@ fn an_outage_and_a_restart_lose_nothing_and_duplicate_nothing() {
 
     // A crash after the POST and the e-mail but before their mark-sent: both are resent once,
     // with the same dedupe handles.
-    let hook_row = rows.iter().find(|r| r.channel == "webhook").expect("webhook row");
-    let mail_row = rows.iter().find(|r| r.channel == "email").expect("email row");
+    let hook_row = rows
+        .iter()
+        .find(|r| r.channel == "webhook")
+        .expect("webhook row");
+    let mail_row = rows
+        .iter()
+        .find(|r| r.channel == "email")
+        .expect("email row");
     outbox_conn(&s.db)
         .execute(
             "UPDATE outbox SET sent_at = NULL WHERE id IN (?1, ?2)",
@@ -546,10 +610,16 @@ fn an_outage_and_a_restart_lose_nothing_and_duplicate_nothing() {
     assert_eq!(n.deliver_due(t + 90_000).expect("resend").sent, 2);
     let hooks = posts(&hook.dir);
     assert_eq!(hooks.len(), 5);
-    assert_eq!(hooks[4]["headers"]["idempotency-key"], hooks[0]["headers"]["idempotency-key"]);
+    assert_eq!(
+        hooks[4]["headers"]["idempotency-key"],
+        hooks[0]["headers"]["idempotency-key"]
+    );
     let mails = emails(&smtp.dir);
     assert_eq!(mails.len(), 5);
-    assert_eq!(header(&mails[4], "Message-ID"), header(&mails[0], "Message-ID"));
+    assert_eq!(
+        header(&mails[4], "Message-ID"),
+        header(&mails[0], "Message-ID")
+    );
 }
 
 /// The keys-out list: once a day at its time, never twice the same day (restarts included),
@@ -616,14 +686,30 @@ fn the_keys_out_list_goes_out_once_a_day() {
 
     let at = |day: i64, h: i64, m: i64| DAY0 + day * 86_400 + h * 3600 + m * 60;
     let mut n = notifier(&s.db, &config);
-    assert_eq!(n.daily(at(0, 7, 29)).expect("daily"), 0, "not before its time");
-    assert_eq!(n.daily(at(0, 7, 30)).expect("daily"), 2, "one e-mail, one webhook");
+    assert_eq!(
+        n.daily(at(0, 7, 29)).expect("daily"),
+        0,
+        "not before its time"
+    );
+    assert_eq!(
+        n.daily(at(0, 7, 30)).expect("daily"),
+        2,
+        "one e-mail, one webhook"
+    );
     assert_eq!(n.daily(at(0, 7, 45)).expect("daily"), 0, "once a day");
     drop(n);
     let mut n = notifier(&s.db, &config);
-    assert_eq!(n.daily(at(0, 12, 0)).expect("daily"), 0, "a restart does not repeat it");
+    assert_eq!(
+        n.daily(at(0, 12, 0)).expect("daily"),
+        0,
+        "a restart does not repeat it"
+    );
     assert_eq!(n.daily(at(1, 7, 0)).expect("daily"), 0);
-    assert_eq!(n.daily(at(1, 8, 0)).expect("daily"), 2, "the next day, once");
+    assert_eq!(
+        n.daily(at(1, 8, 0)).expect("daily"),
+        2,
+        "the next day, once"
+    );
     assert_eq!(n.daily(at(1, 23, 59)).expect("daily"), 0);
     let d = n.deliver_due(at(1, 8, 0)).expect("deliver");
     assert_eq!((d.sent, d.failed), (4, 0));
@@ -682,17 +768,37 @@ fn inactive_users_are_alerted_once_per_inactivity_period() {
             .collect()
     };
     assert_eq!(n.daily(day(29) / 1000).expect("daily"), 0);
-    assert_eq!(n.daily(day(40) / 1000).expect("daily"), 2, "alice: e-mail and webhook");
+    assert_eq!(
+        n.daily(day(40) / 1000).expect("daily"),
+        2,
+        "alice: e-mail and webhook"
+    );
     assert_eq!(alerted(&n), ["alice"]);
-    assert_eq!(n.daily(day(40) / 1000 + 60).expect("daily"), 0, "once a day");
+    assert_eq!(
+        n.daily(day(40) / 1000 + 60).expect("daily"),
+        0,
+        "once a day"
+    );
     drop(n);
     let mut n = notifier(&s.db, &config);
-    assert_eq!(n.daily(day(41) / 1000).expect("daily"), 0, "once per inactivity period");
+    assert_eq!(
+        n.daily(day(41) / 1000).expect("daily"),
+        0,
+        "once per inactivity period"
+    );
     activity(&mut store, "alice", day(45));
     assert_eq!(n.daily(day(70) / 1000).expect("daily"), 2, "bob: 50 days");
     assert_eq!(alerted(&n), ["alice", "bob"], "alice was back 25 days ago");
-    assert_eq!(n.daily(day(80) / 1000).expect("daily"), 2, "alice inactive again");
-    assert_eq!(alerted(&n), ["alice", "bob", "alice"], "bob: same period, no repeat");
+    assert_eq!(
+        n.daily(day(80) / 1000).expect("daily"),
+        2,
+        "alice inactive again"
+    );
+    assert_eq!(
+        alerted(&n),
+        ["alice", "bob", "alice"],
+        "bob: same period, no repeat"
+    );
 }
 
 /// TLS is checked: a server whose certificate another CA signed is a delivery failure that

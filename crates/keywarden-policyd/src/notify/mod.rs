@@ -103,6 +103,8 @@ pub struct Notifier {
     config: NotifyConfig,
     zone: TimeZone,
     rng: StdRng,
+    /// When [`Notifier::prune`] last ran from [`Notifier::step`].
+    pruned_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -196,6 +198,7 @@ impl Notifier {
             config,
             zone,
             rng: StdRng::seed_from_u64(seed),
+            pruned_at: None,
         })
     }
 
@@ -595,7 +598,10 @@ impl Notifier {
         self.follow(now_s)?;
         self.daily(now_s)?;
         self.deliver_due(now_s)?;
-        self.prune(now_s)?;
+        if self.pruned_at.is_none_or(|t| now_s - t >= 3600) {
+            self.prune(now_s)?;
+            self.pruned_at = Some(now_s);
+        }
         let mut wait = IDLE_WAKE.as_secs() as i64;
         if let Some(due) = self.next_due()? {
             wait = wait.min(due - now_s);
