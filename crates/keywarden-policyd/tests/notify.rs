@@ -424,6 +424,7 @@ async fn an_alarm_reaches_email_and_webhook() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
+    let started = Instant::now();
     alarm(&mut store, AlarmKind::DoorForced, "door", true, now_ms);
     head_tx
         .send(store.audit_head().0)
@@ -433,6 +434,11 @@ async fn an_alarm_reaches_email_and_webhook() {
         assert!(Instant::now() < deadline, "nothing delivered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A figure, not an assertion.
+    eprintln!(
+        "alarm committed -> e-mail and webhook received: {} ms",
+        started.elapsed().as_millis()
+    );
     drop(head_tx);
     task.await.expect("the notifier ends with the daemon");
 
@@ -838,4 +844,76 @@ fn a_certificate_from_another_ca_is_a_delivery_failure() {
     assert_eq!((d.sent, d.failed), (2, 0));
     assert_eq!(emails(&smtp.dir).len(), 1);
     assert_eq!(posts(&hook.dir).len(), 1);
+}
+
+/// What the cursor does at the edges: with notifications turned off and on again
+/// (`forget_cursor`) the entries recorded meanwhile are not alerted; a cursor past the head (a
+/// database restored from an older copy) starts again at the head instead of waiting.
+#[test]
+fn the_cursor_restarts_at_the_head_when_forgotten_or_ahead() {
+    let s = setup();
+    let p = pki(s.dir.path(), "a");
+    let config = s.config(free_port(), "starttls", free_port(), &p.ca, "[\"all\"]", "");
+    let mut store = store(&s.db);
+    let mut n = notifier(&s.db, &config);
+    alarm(&mut store, AlarmKind::Tamper, "cabinet", true, DAY0 * 1000);
+    assert_eq!(
+        n.follow(DAY0).expect("follow"),
+        0,
+        "history before the first run"
+    );
+    alarm(
+        &mut store,
+        AlarmKind::Tamper,
+        "cabinet",
+        false,
+        DAY0 * 1000 + 1,
+    );
+    assert_eq!(n.follow(DAY0).expect("follow"), 2);
+
+    notify::forget_cursor(&s.db).expect("forget");
+    alarm(
+        &mut store,
+        AlarmKind::DoorForced,
+        "door",
+        true,
+        DAY0 * 1000 + 2,
+    );
+    assert_eq!(n.follow(DAY0).expect("follow"), 0, "recorded while off");
+    alarm(
+        &mut store,
+        AlarmKind::DoorForced,
+        "door",
+        false,
+        DAY0 * 1000 + 3,
+    );
+    assert_eq!(n.follow(DAY0).expect("follow"), 2);
+
+    outbox_conn(&s.db)
+        .execute(
+            "UPDATE notify_state SET value = 1000 WHERE name = 'cursor'",
+            [],
+        )
+        .expect("cursor ahead");
+    assert_eq!(n.follow(DAY0).expect("follow"), 0);
+    alarm(
+        &mut store,
+        AlarmKind::Overdue,
+        "key:204",
+        true,
+        DAY0 * 1000 + 4,
+    );
+    assert_eq!(
+        n.follow(DAY0).expect("follow"),
+        2,
+        "followed again from the head"
+    );
+    let alerts: Vec<String> = n
+        .rows()
+        .expect("rows")
+        .iter()
+        .filter(|r| r.channel == "email")
+        .map(|r| r.alert.clone())
+        .collect();
+    assert_eq!(alerts, ["tamper", "door-forced", "overdue"]);
 }

@@ -208,7 +208,8 @@ impl Notifier {
 
     /// Turn the audit entries after the cursor into outbox rows, advancing the cursor in the
     /// same transaction. The first run (no cursor) starts at the chain's head: history is not
-    /// alerted. Returns the number of rows queued.
+    /// alerted; so does a run whose cursor is past the head (a database restored from an
+    /// older copy). Returns the number of rows queued.
     pub fn follow(&mut self, now_s: i64) -> Result<usize> {
         let mut queued = 0;
         loop {
@@ -218,17 +219,23 @@ impl Notifier {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("begin following the audit chain"))?;
+            let head: i64 = tx
+                .query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))
+                .map_err(sql("read the audit head"))?;
             let cursor = match state(&tx, "cursor").map_err(sql("read the cursor"))? {
-                Some(c) => c,
-                None => {
-                    let head: i64 = tx
-                        .query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))
-                        .map_err(sql("read the audit head"))?;
-                    set_state(&tx, "cursor", head).map_err(sql("set the cursor"))?;
-                    tx.commit().map_err(sql("commit the cursor"))?;
-                    tracing::info!(cursor = head, "notifier starts at the audit head");
-                    return Ok(queued);
+                // Past the head: the database was restored from an older copy. Start again at
+                // its head rather than wait for the chain to catch up.
+                Some(c) if c > head => {
+                    tracing::warn!(cursor = c, head, "notifier cursor past the audit head");
+                    None
                 }
+                other => other,
+            };
+            let Some(cursor) = cursor else {
+                set_state(&tx, "cursor", head).map_err(sql("set the cursor"))?;
+                tx.commit().map_err(sql("commit the cursor"))?;
+                tracing::info!(cursor = head, "notifier starts at the audit head");
+                return Ok(queued);
             };
             let entries: Vec<AuditEntry> = {
                 let mut stmt = tx
@@ -371,6 +378,7 @@ impl Notifier {
                      SELECT u.name, u.display_name, coalesce(l.at_ms, 0)
                      FROM users u LEFT JOIN latest l ON l.name = u.name
                      WHERE u.active = 1 AND (u.valid_until IS NULL OR u.valid_until > ?1)
+                       AND (u.valid_from IS NULL OR u.valid_from <= ?1)
                        AND coalesce(l.at_ms, 0) < ?2
                      ORDER BY u.name",
                 )
