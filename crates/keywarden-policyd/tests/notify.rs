@@ -848,7 +848,8 @@ fn a_certificate_from_another_ca_is_a_delivery_failure() {
 
 /// What the cursor does at the edges: with notifications turned off and on again
 /// (`forget_cursor`) the entries recorded meanwhile are not alerted; a cursor past the head (a
-/// database restored from an older copy) starts again at the head instead of waiting.
+/// database restored from an older copy) starts again at the head instead of waiting. Rows
+/// undeliverable for a week are given up, not deleted.
 #[test]
 fn the_cursor_restarts_at_the_head_when_forgotten_or_ahead() {
     let s = setup();
@@ -916,4 +917,19 @@ fn the_cursor_restarts_at_the_head_when_forgotten_or_ahead() {
         .map(|r| r.alert.clone())
         .collect();
     assert_eq!(alerts, ["tamper", "door-forced", "overdue"]);
+
+    // Nothing listens on the configured ports: a week later the rows are given up, kept with
+    // their last error, and no longer due.
+    let week = notify::schedule::EXPIRE_AFTER;
+    let d = n.deliver_due(DAY0 + week).expect("deliver");
+    assert_eq!((d.sent, d.failed, d.expired), (0, 0, 6));
+    assert_eq!(n.next_due().expect("next due"), None);
+    for r in n.rows().expect("rows") {
+        assert_eq!(r.expired_at, Some(DAY0 + week));
+        assert!(
+            r.last_error.is_some_and(|e| e.contains("refused")),
+            "{}",
+            r.id
+        );
+    }
 }

@@ -677,3 +677,68 @@ pub fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrations::{APPLICATION_ID, MIGRATIONS};
+
+    fn config() -> NotifyConfig {
+        crate::config::Config::parse(
+            "[notify]\ncabinet = \"c\"\n[[notify.webhook]]\nurl = \"https://h/x\"\nalerts = [\"all\"]\n",
+        )
+        .expect("parse")
+        .notify
+        .expect("notify")
+    }
+
+    /// A database of schema version 2 with a user in it: the notifier refuses it as it is,
+    /// and works on it once the store migrated it (migration 3 keeps the rows).
+    #[test]
+    fn migration_3_adds_the_outbox_to_a_version_2_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keywarden.db");
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .expect("wal");
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).expect("migration");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            assert_eq!(
+                conn.pragma_query_value(None, "application_id", |r| r.get::<_, i32>(0))
+                    .expect("id"),
+                APPLICATION_ID
+            );
+            conn.execute(
+                "INSERT INTO users (name, display_name, role) VALUES ('alice', 'Alice', 'staff')",
+                [],
+            )
+            .expect("user");
+        }
+        let err = Notifier::open(&path, config(), TimeZone::UTC, 0).expect_err("version 2");
+        assert_eq!(
+            err.to_string(),
+            "notifier: open: database schema version 2 has no outbox (needs 3)"
+        );
+        let store = crate::store::Store::open(
+            &path,
+            keywarden_audit::DeviceKey::from_bytes(&[1; 32]),
+            crate::store::BadgeKey::from_bytes(&[2; 32]),
+        )
+        .expect("migrate");
+        drop(store);
+        let mut n = Notifier::open(&path, config(), TimeZone::UTC, 0).expect("open");
+        assert_eq!(n.follow(1).expect("follow"), 0);
+        assert!(n.rows().expect("rows").is_empty());
+        let users: i64 = n
+            .conn
+            .query_row("SELECT count(*) FROM users WHERE name = 'alice'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(users, 1);
+    }
+}
