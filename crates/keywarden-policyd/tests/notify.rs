@@ -933,3 +933,113 @@ fn the_cursor_restarts_at_the_head_when_forgotten_or_ahead() {
         );
     }
 }
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// The daemon itself: policyd started with a `[notify]` section on a private bus with hwd on
+/// the sim backend; the door opened while locked (a forced door, decided by policyd's core and
+/// recorded in its audit chain) reaches the webhook.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_sends_a_forced_door_to_the_webhook() {
+    use keywarden_dbus::hardware::HardwareSim1Proxy;
+    use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
+
+    let s = setup();
+    let p = pki(s.dir.path(), "a");
+    let hook_port = free_port();
+    let hook = webhook_server(&p, hook_port, &s.path("hook"));
+    let bus = PrivateBus::start(
+        &[
+            "crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf",
+            "crates/keywarden-policyd/dbus/org.keywarden.Policy1.conf",
+        ],
+        &["keywarden", "keywarden-hw"],
+        &["keywarden-admin", "keywarden-console"],
+    );
+    let root = keywarden_testbus::workspace_root();
+    let _hwd = Daemon(
+        Command::new(binary("keywarden-hwd"))
+            .args(["--backend", "sim", "--allow-user", &current_user()])
+            .arg("--board")
+            .arg(root.join("crates/keywarden-hwd/boards/sim-demo.toml"))
+            .args(["--bus-address", &bus.address])
+            .spawn()
+            .expect("start keywarden-hwd"),
+    );
+    let policy = bus.dir().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "time-zone = \"UTC\"\n[notify]\ncabinet = \"stack\"\n[[notify.webhook]]\n\
+             url = \"https://127.0.0.1:{hook_port}/kw\"\nalerts = [\"door-forced\"]\n\
+             ca-file = \"{}\"\nsecret-file = \"{}\"\n",
+            p.ca.display(),
+            s.path("hook-secret").display()
+        ),
+    )
+    .expect("policy.toml");
+    let conn = bus.connect().await;
+    wait_for_name(&conn, "org.keywarden.Hardware1", WAIT).await;
+    let db = bus.dir().join("data/keywarden.db");
+    let _policyd = Daemon(
+        Command::new(binary("keywarden-policyd"))
+            .arg("--database")
+            .arg(&db)
+            .arg("--device-key")
+            .arg(bus.dir().join("data/device-key.pem"))
+            .arg("--badge-key")
+            .arg(bus.dir().join("data/badge.key"))
+            .arg("--config")
+            .arg(&policy)
+            .args(["--bus-address", &bus.address])
+            .spawn()
+            .expect("start keywarden-policyd"),
+    );
+    wait_for_name(&conn, "org.keywarden.Policy1", WAIT).await;
+    // The notifier places its cursor at the head when it starts.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let placed = rusqlite::Connection::open(&db).ok().and_then(|c| {
+            c.query_row(
+                "SELECT value FROM notify_state WHERE name = 'cursor'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+        });
+        if placed.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's notifier never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sim = HardwareSim1Proxy::new(&conn).await.expect("sim proxy");
+    sim.set_door(true).await.expect("open the door");
+    let deadline = Instant::now() + WAIT;
+    while posts(&hook.dir).is_empty() {
+        assert!(Instant::now() < deadline, "no webhook from the daemon");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let posts = posts(&hook.dir);
+    let body = check_signed(&posts[0]);
+    assert_eq!(body["cabinet"], "stack");
+    assert_eq!(body["alert"], "door-forced");
+    assert_eq!(body["state"], "raised");
+    assert_eq!(body["subject"], "door");
+}
