@@ -3,7 +3,8 @@
 python3-aiosmtpd). Listens on 127.0.0.1:PORT with STARTTLS required (--mode starttls) or TLS from
 the first byte (--mode tls), using the certificate and key given, and requires AUTH (PLAIN or
 LOGIN) with --user and --password. Every message received is
-written to DIR as NNNN.eml (written to a temporary name, then renamed). Prints "ready" on stdout
+written to DIR as NNNN.eml (written to a temporary name, then renamed). Recipients
+refused@... are refused (550). Prints "ready" on stdout
 once it accepts connections; runs until killed."""
 
 import argparse
@@ -21,6 +22,12 @@ class Saver:
     def __init__(self, directory):
         self.directory = directory
         self.counter = itertools.count(1)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("refused@"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         n = next(self.counter)

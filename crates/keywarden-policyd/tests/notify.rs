@@ -1043,3 +1043,47 @@ async fn the_daemon_sends_a_forced_door_to_the_webhook() {
     assert_eq!(body["state"], "raised");
     assert_eq!(body["subject"], "door");
 }
+
+/// A recipient the relay refuses (550) fails on its own, with the server's answer, while the
+/// other recipient of the same pass is delivered.
+#[test]
+fn a_refused_recipient_does_not_hold_up_the_others() {
+    let s = setup();
+    let p = pki(s.dir.path(), "a");
+    let (smtp_port, hook_port) = (free_port(), free_port());
+    let smtp = smtp_server(&p, smtp_port, &s.path("smtp"), "starttls");
+    let refused = "[[notify.email]]\nto = \"refused@example.com\"\nalerts = [\"all\"]";
+    let config = s.config(
+        smtp_port,
+        "starttls",
+        hook_port,
+        &p.ca,
+        "[\"tamper\"]",
+        refused,
+    );
+    let mut store = store(&s.db);
+    let mut n = notifier(&s.db, &config);
+    n.follow(DAY0).expect("follow");
+    alarm(&mut store, AlarmKind::Tamper, "cabinet", true, DAY0 * 1000);
+    assert_eq!(n.follow(DAY0).expect("follow"), 3);
+    let d = n.deliver_due(DAY0).expect("deliver");
+    assert_eq!(
+        (d.sent, d.failed),
+        (1, 2),
+        "the webhook server is not running"
+    );
+    let rows = n.rows().expect("rows");
+    let by = |dest: &str| rows.iter().find(|r| r.destination == dest).expect(dest);
+    let error = by("refused@example.com").last_error.clone().expect("error");
+    assert!(
+        error.contains("550") || error.contains("no such mailbox"),
+        "{error}"
+    );
+    assert!(by("guard@example.com").sent_at.is_some());
+    let mails = emails(&smtp.dir);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        header(&mails[0], "X-Envelope-To"),
+        Some("guard@example.com")
+    );
+}

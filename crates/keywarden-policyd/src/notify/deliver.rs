@@ -49,6 +49,26 @@ fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// For the outbox's `last_error`.
+    pub message: String,
+    /// Whether the server could not be used at all (connection, TLS, local files), so other
+    /// messages for it need not be tried in the same pass; false when it answered about this
+    /// one message (an SMTP reply refusing a recipient).
+    pub server_down: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            server_down: true,
+        }
+    }
+}
+
 /// Send one e-mail. `message_id` is the row's stable id (the same on a resend, so a mail
 /// client can drop a duplicate); `created_at` dates it.
 pub fn send_email(
@@ -57,12 +77,15 @@ pub fn send_email(
     message_id: &str,
     created_at: i64,
     payload: &Payload,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let from: Mailbox = smtp
         .from
         .parse()
         .map_err(|e| format!("from {:?}: {e}", smtp.from))?;
-    let to: Mailbox = to.parse().map_err(|e| format!("to {to:?}: {e}"))?;
+    let to: Mailbox = to.parse().map_err(|e| Failure {
+        message: format!("to {to:?}: {e}"),
+        server_down: false,
+    })?;
     let domain = from.email.domain().to_owned();
     let date = SystemTime::UNIX_EPOCH + Duration::from_secs(created_at.max(0).unsigned_abs());
     let message = Message::builder()
@@ -73,7 +96,10 @@ pub fn send_email(
         .date(date)
         .header(ContentType::TEXT_PLAIN)
         .body(payload.text.clone())
-        .map_err(|e| format!("building the message: {e}"))?;
+        .map_err(|e| Failure {
+            message: format!("building the message: {e}"),
+            server_down: false,
+        })?;
 
     let mut tls = TlsParameters::builder(smtp.host.clone());
     if let Some(ca) = &smtp.ca_file {
@@ -104,7 +130,10 @@ pub fn send_email(
         .build()
         .send(&message)
         .map(|_| ())
-        .map_err(|e| format!("smtp {}:{}: {}", smtp.host, smtp.port, chain(&e)))
+        .map_err(|e| Failure {
+            message: format!("smtp {}:{}: {}", smtp.host, smtp.port, chain(&e)),
+            server_down: !(e.is_permanent() || e.is_transient()),
+        })
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`.

@@ -483,9 +483,10 @@ impl Notifier {
     }
 
     /// Deliver the rows due at `now_s`, in the order they were queued, marking each sent or failed (with its
-    /// next attempt) right after its own attempt. Within one pass, once a destination failed,
-    /// its other rows are not tried (they fail with the same error): a dead server costs one
-    /// timeout per pass, not one per message.
+    /// next attempt) right after its own attempt. Within one pass, once a server could not be
+    /// used (connection, TLS), its other rows are not tried (they fail with the same error): a
+    /// dead server costs one timeout per pass, not one per message. A refusal of one message
+    /// (an SMTP reply about a recipient) does not hold up the others.
     pub fn deliver_due(&mut self, now_s: i64) -> Result<Delivered> {
         let due = self.select(
             "SELECT id, created_at, alert, channel, destination, payload, attempts,
@@ -504,13 +505,12 @@ impl Notifier {
             };
             let result = match dead.get(&route) {
                 Some(error) => Err(format!("not tried: {error}")),
-                None => {
-                    let r = self.send(&row);
-                    if let Err(e) = &r {
-                        dead.insert(route, e.clone());
+                None => self.send(&row).map_err(|f| {
+                    if f.server_down {
+                        dead.insert(route, f.message.clone());
                     }
-                    r
-                }
+                    f.message
+                }),
             };
             match result {
                 Ok(()) => {
@@ -561,17 +561,18 @@ impl Notifier {
     }
 
     /// One attempt at one row.
-    fn send(&self, row: &OutboxRow) -> std::result::Result<(), String> {
-        let payload = Payload::parse(&row.payload)
-            .ok_or_else(|| format!("outbox row {}: unreadable payload", row.id))?;
+    fn send(&self, row: &OutboxRow) -> std::result::Result<(), deliver::Failure> {
+        let payload = Payload::parse(&row.payload).ok_or_else(|| deliver::Failure {
+            message: format!("outbox row {}: unreadable payload", row.id),
+            server_down: false,
+        })?;
         let id = alerts::dedupe_id(&self.config.cabinet, row.id, row.created_at);
         match Channel::parse(&row.channel) {
             Some(Channel::Email) => {
-                let smtp = self
-                    .config
-                    .smtp
-                    .as_ref()
-                    .ok_or("no [notify.smtp] relay is configured any more")?;
+                let smtp =
+                    self.config.smtp.as_ref().ok_or_else(|| {
+                        "no [notify.smtp] relay is configured any more".to_owned()
+                    })?;
                 deliver::send_email(smtp, &row.destination, &id, row.created_at, &payload)
             }
             Some(Channel::Webhook) => {
@@ -583,9 +584,13 @@ impl Notifier {
                     .ok_or_else(|| {
                         format!("webhook {} is not configured any more", row.destination)
                     })?;
-                deliver::post_webhook(hook, &id, &payload.webhook_body(&id))
+                Ok(deliver::post_webhook(
+                    hook,
+                    &id,
+                    &payload.webhook_body(&id),
+                )?)
             }
-            None => Err(format!("unknown channel {:?}", row.channel)),
+            None => Err(format!("unknown channel {:?}", row.channel).into()),
         }
     }
 
