@@ -9,6 +9,8 @@ packages=(
     linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
     qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common e2fsprogs tzdata
     tmux  # keywarden-console's tests (send-keys, capture-pane) and the interactive host demo
+    # policyd's notification tests: a real SMTP server (STARTTLS and TLS) on loopback
+    python3 python3-aiosmtpd
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -164,7 +164,7 @@ impl Config {
 }
 
 /// `HH:MM` (24-hour) as minutes after midnight.
-fn time_of_day(text: &str) -> std::result::Result<u16, String> {
+pub(crate) fn time_of_day(text: &str) -> std::result::Result<u16, String> {
     let bad = || format!("return-by {text:?} is not a time of day HH:MM");
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);

@@ -9,7 +9,7 @@
 //!   `StorageFull`, `DatabaseBusy`, `BadRecord`, `Io`, `BadgeKeySize`, `BadgeKeyMode`, `Key`, `Random`,
 //!   `PinHash`, `Export`). A failed write left nothing behind (every write is one transaction).
 //! - **audit verification** (`AuditVerify`): the stored chain does not verify.
-//! - **configuration, bus and driver** (`Config`, `Bus`, `OutOfService`).
+//! - **configuration, bus and driver** (`Config`, `Bus`, `Notify`, `OutOfService`).
 //!
 //! Messages never contain a PIN, a badge code or a badge hash. The mapping to D-Bus error names
 //! lives with the bus adapter, not here.
@@ -225,6 +225,14 @@ pub enum Error {
         operation: &'static str,
         /// zbus's error.
         source: Box<zbus::Error>,
+    },
+    /// The notifier cannot work on this database (schema too old for it, bad state row).
+    #[error("notifier: {operation}: {detail}")]
+    Notify {
+        /// What was being done.
+        operation: &'static str,
+        /// What went wrong.
+        detail: String,
     },
     /// The service is out of service (no usable database): nothing is stored, nothing opens.
     #[error("out of service")]

@@ -152,8 +152,20 @@ pub async fn run(options: Options) -> Result<()> {
     let (head_tx, head_rx) =
         tokio::sync::watch::channel(store.as_ref().map(|s| s.audit_head().0).unwrap_or(0));
     if store.is_some() {
-        if let Some(notify) = config.notify.clone() {
-            crate::notify::spawn(notify, &options, config.time_zone.clone(), head_rx.clone());
+        match config.notify.clone() {
+            Some(notify) => {
+                crate::notify::spawn(notify, &options, config.time_zone.clone(), head_rx.clone());
+            }
+            None => {
+                // Off: a later start with notifications on begins at the head, not at entries
+                // recorded while they were off.
+                let path = options.database.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = crate::notify::forget_cursor(&path) {
+                        tracing::warn!(error = %e, "could not reset the notifier's cursor");
+                    }
+                });
+            }
         }
         if let Some(offsite) = config.offsite.clone() {
             crate::offsite::spawn(offsite, &options, head_rx.clone());
