@@ -35,7 +35,7 @@ mod query;
 mod tests;
 
 pub use format::{Cell, Column, ColumnType, Format, ReportWriter};
-pub use query::{open_read_only, run};
+pub use query::{open_read_only, run, run_to_file};
 
 use std::fmt;
 

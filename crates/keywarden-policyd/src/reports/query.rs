@@ -102,6 +102,25 @@ pub fn run<W: Write>(
     Ok(written)
 }
 
+/// Open `database` read-only and write the report to `out` (buffered). For the service's
+/// blocking pool: one connection per report, closed when done.
+pub fn run_to_file(
+    database: &Path,
+    query: &Query,
+    now_ms: i64,
+    zone: &TimeZone,
+    out: std::fs::File,
+) -> Result<u64> {
+    let conn = open_read_only(database)?;
+    run(
+        &conn,
+        query,
+        now_ms,
+        zone,
+        std::io::BufWriter::with_capacity(64 * 1024, out),
+    )
+}
+
 /// A named key, user or reason code must exist (deactivated ones count: history refers to them).
 fn check_names(conn: &Connection, query: &Query) -> Result<()> {
     for (filter, what, sql) in [
