@@ -779,3 +779,19 @@ fn a_version_1_database_is_migrated_with_its_rows() {
     let n = run(&conn, &q(ReportKind::Denials), 0, &TimeZone::UTC, &mut out).unwrap();
     assert_eq!(n, 1);
 }
+
+/// The wire's closed sets (`keywarden-dbus`, used by the CLI) name exactly these kinds and
+/// formats.
+#[test]
+fn the_wire_names_match() {
+    use keywarden_dbus::policy::{ReportFormat, ReportKind as WireKind};
+    let wire: Vec<&str> = WireKind::ALL.iter().map(|k| k.as_str()).collect();
+    let ours: Vec<&str> = ReportKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(wire, ours);
+    for f in ReportFormat::ALL {
+        assert_eq!(
+            Format::parse(f.as_str()).map(|f| f.as_str()),
+            Some(f.as_str())
+        );
+    }
+}
