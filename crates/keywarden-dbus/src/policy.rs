@@ -73,6 +73,24 @@ pub mod options {
     pub const ADD_KEY: &[&str] = &[NOTES, HOME_SLOT, CRITICAL, ACTIVE];
     /// Keys `UpdateKey` accepts.
     pub const UPDATE_KEY: &[&str] = &[NOTES, HOME_SLOT, CRITICAL, ACTIVE, LABEL, TAG, KIND];
+
+    /// `x`: the report's range starts here (inclusive), Unix seconds; absent = the beginning.
+    pub const FROM: &str = "from";
+    /// `x`: the report's range ends here (exclusive), Unix seconds; absent = no end.
+    pub const TO: &str = "to";
+    /// `s`: only this key (label) (`Report`; required by kind `key`).
+    pub const KEY: &str = "key";
+    /// `s`: only this person (login name) (`Report`; required by kind `user`).
+    pub const USER: &str = "user";
+    /// `s`: only this reason code (`Report`; required by kind `reason`).
+    pub const REASON: &str = "reason";
+    /// `s`: one of [`ReportFormat`](super::ReportFormat); absent = `table`.
+    pub const FORMAT: &str = "format";
+    /// `t`: at most this many rows; absent or 0 = all.
+    pub const LIMIT: &str = "limit";
+
+    /// Keys `Report` accepts.
+    pub const REPORT: &[&str] = &[FROM, TO, KEY, USER, REASON, FORMAT, LIMIT];
 }
 
 /// Prefix of a permission subject naming a user: `user:NAME`.
@@ -437,6 +455,40 @@ string_enum! {
 }
 
 string_enum! {
+    /// Report kinds (`Report.kind`).
+    ReportKind {
+        /// Every key out now (or granted, not yet taken): holder, since, reason, due, overdue.
+        KeysOut = "keys-out",
+        /// The unit report: every event about one key (option `key`), with who and why.
+        Key = "key",
+        /// Every event one person caused (option `user`).
+        User = "user",
+        /// Checkouts per reason code.
+        Reasons = "reasons",
+        /// Every checkout with one reason code (option `reason`), with its return.
+        Reason = "reason",
+        /// Every key that went overdue, with its return and minutes late.
+        Overdue = "overdue",
+        /// Every alarm raised, with when it cleared.
+        Alarms = "alarms",
+        /// Every refused request.
+        Denials = "denials",
+    }
+}
+
+string_enum! {
+    /// Report output formats (the `format` option of `Report`).
+    ReportFormat {
+        /// Aligned text for people, times in the site's time zone.
+        Table = "table",
+        /// RFC 4180 CSV with a header line; times RFC 3339 UTC.
+        Csv = "csv",
+        /// One JSON array, one object per row and line; times RFC 3339 UTC.
+        Json = "json",
+    }
+}
+
+string_enum! {
     /// Which factors a user proves at the cabinet (the `factors` option).
     Factors {
         /// Badge, then PIN.
@@ -617,6 +669,11 @@ pub trait Policy1 {
     fn verify_audit(&self) -> zbus::Result<AuditReport>;
     /// See the interface XML.
     fn device_public_key(&self) -> zbus::Result<String>;
+
+    // Reports.
+
+    /// See the interface XML.
+    fn report(&self, kind: &str, fd: Fd<'_>, options: &Options<'_>) -> zbus::Result<u64>;
 
     // Signals.
 

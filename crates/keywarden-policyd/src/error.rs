@@ -7,7 +7,7 @@
 //! - **storage faults**: the database file, the disk, a key file or the OS failed (`Open`,
 //!   `Corrupt`, `NotOurDatabase`, `SchemaTooNew`, `Migration`, `JournalMode`, `Sqlite`,
 //!   `StorageFull`, `DatabaseBusy`, `BadRecord`, `Io`, `BadgeKeySize`, `BadgeKeyMode`, `Key`, `Random`,
-//!   `PinHash`, `Export`). A failed write left nothing behind (every write is one transaction).
+//!   `PinHash`, `Export`, `Report`). A failed write left nothing behind (every write is one transaction).
 //! - **audit verification** (`AuditVerify`): the stored chain does not verify.
 //! - **configuration, bus and driver** (`Config`, `Bus`, `Notify`, `OutOfService`).
 //!
@@ -203,6 +203,9 @@ pub enum Error {
     /// Writing an audit export failed.
     #[error("writing the audit export: {0}")]
     Export(#[source] std::io::Error),
+    /// Writing a report failed (the reader went away, the disk is full).
+    #[error("writing the report: {0}")]
+    Report(#[source] std::io::Error),
 
     // ---- audit verification -----------------------------------------------------------------
     /// The stored audit chain does not verify.

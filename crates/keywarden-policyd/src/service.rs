@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use keywarden_dbus::hardware::Hardware1Proxy;
@@ -15,7 +16,7 @@ use keywarden_dbus::policy::{
     AlarmInfo, AuditReport, GroupInfo, HolidayInfo, KeyChoice, KeyInfo, PermissionInfo,
     PolicyError, ReasonInfo, ReservationInfo, ScheduleInfo, SlotInfo, UserInfo, WindowSpec,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Fd;
@@ -227,12 +228,71 @@ pub struct Published {
 /// Shared, published view.
 pub type SharedPublished = Arc<Mutex<Published>>;
 
+/// Reports running at once; more wait their turn (each holds a blocking thread and a
+/// read-only connection).
+pub const MAX_CONCURRENT_REPORTS: usize = 2;
+
+/// What `Report` needs: the database file (opened read-only for each report, on the blocking
+/// pool, never in the driver loop) and the site's time zone for tables.
+#[derive(Debug, Clone)]
+pub struct ReportSource {
+    database: PathBuf,
+    zone: jiff::tz::TimeZone,
+    permits: Arc<Semaphore>,
+}
+
+impl ReportSource {
+    /// Reports on `database`, tables in `zone`.
+    pub fn new(database: PathBuf, zone: jiff::tz::TimeZone) -> Self {
+        ReportSource {
+            database,
+            zone,
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REPORTS)),
+        }
+    }
+
+    /// Run `query` into `out` on the blocking pool; `now_ms` is the report's "now".
+    pub async fn run(
+        &self,
+        query: crate::reports::Query,
+        out: std::fs::File,
+        now_ms: i64,
+    ) -> Result<u64, PolicyError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PolicyError::NotReady("the policy service is shutting down".into()))?;
+        let source = self.clone();
+        let kind = query.kind;
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::reports::run_to_file(&source.database, &query, now_ms, &source.zone, out)
+        })
+        .await
+        .map_err(|e| PolicyError::Storage(format!("report task failed: {e}")))?;
+        match &result {
+            Ok(rows) => tracing::info!(
+                report = %kind,
+                rows,
+                ms = started.elapsed().as_millis() as u64,
+                "report written"
+            ),
+            Err(e) => tracing::warn!(report = %kind, error = %e, "report failed"),
+        }
+        result.map_err(PolicyError::from)
+    }
+}
+
 /// `org.keywarden.Policy1` at `/org/keywarden/Policy1`.
 pub struct PolicyService {
     calls: mpsc::Sender<Call>,
     published: SharedPublished,
     access: Access,
     hardware: Hardware1Proxy<'static>,
+    reports: Option<ReportSource>,
 }
 
 macro_rules! expect_reply {
@@ -248,17 +308,20 @@ macro_rules! expect_reply {
 
 impl PolicyService {
     /// A service handing requests to the driver loop over `calls`.
+    /// `reports` is `None` when the service is out of service (no usable database).
     pub fn new(
         calls: mpsc::Sender<Call>,
         published: SharedPublished,
         access: Access,
         hardware: Hardware1Proxy<'static>,
+        reports: Option<ReportSource>,
     ) -> Self {
         PolicyService {
             calls,
             published,
             access,
             hardware,
+            reports,
         }
     }
 
@@ -1037,6 +1100,36 @@ impl PolicyService {
             .check(conn, &header, "DevicePublicKey", Audience::Admin)
             .await?;
         Ok(self.view().device_key.clone())
+    }
+
+    // ---- reports ----
+
+    #[zbus(out_args("rows"))]
+    async fn report(
+        &self,
+        kind: String,
+        fd: Fd<'_>,
+        options: Options,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<u64, PolicyError> {
+        let actor = self
+            .access
+            .check(conn, &header, "Report", Audience::Admin)
+            .await?;
+        let query = wire::report_query(&kind, &options)?;
+        let Some(reports) = &self.reports else {
+            return Err(PolicyError::NotReady(self.view().status.clone()));
+        };
+        let file = fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| PolicyError::InvalidArgument(format!("unusable file descriptor: {e}")))?;
+        tracing::info!(actor = %actor.audit_name(), report = %query.kind, "report");
+        // The report's "now" (overdue flags); the query itself never reads a clock.
+        let now_ms = crate::daemon::clock::now_ms();
+        reports.run(query, file, now_ms).await
     }
 
     // ---- signals ----

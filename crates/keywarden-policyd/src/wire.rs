@@ -424,3 +424,41 @@ impl<T> TapSort<T> for Vec<T> {
         self
     }
 }
+
+/// `Report`'s kind and options into a report query. Times on the wire are Unix seconds.
+pub fn report_query(kind: &str, opts: &Options) -> Result<crate::reports::Query, PolicyError> {
+    use crate::reports::{Format, Query, ReportKind};
+    refuse_unknown(opts, options::REPORT)?;
+    let kind = ReportKind::parse(kind).ok_or_else(|| {
+        let all: Vec<&str> = ReportKind::ALL.iter().map(|k| k.as_str()).collect();
+        invalid(format!(
+            "unknown report {kind:?}; one of: {}",
+            all.join(", ")
+        ))
+    })?;
+    let mut query = Query::new(kind);
+    let ms = |key: &str, seconds: i64| {
+        seconds
+            .checked_mul(1000)
+            .ok_or_else(|| invalid(format!("option {key:?}: time {seconds} out of range")))
+    };
+    if let Some(v) = get::<i64>(opts, options::FROM)? {
+        query.from_ms = Some(ms(options::FROM, v)?);
+    }
+    if let Some(v) = get::<i64>(opts, options::TO)? {
+        query.to_ms = Some(ms(options::TO, v)?);
+    }
+    query.key = get::<String>(opts, options::KEY)?;
+    query.user = get::<String>(opts, options::USER)?;
+    query.reason = get::<String>(opts, options::REASON)?;
+    if let Some(f) = get::<String>(opts, options::FORMAT)? {
+        query.format = Format::parse(&f).ok_or_else(|| {
+            invalid(format!(
+                "unknown report format {f:?}; one of: table, csv, json"
+            ))
+        })?;
+    }
+    query.limit = get::<u64>(opts, options::LIMIT)?.filter(|n| *n > 0);
+    query.validate().map_err(PolicyError::from)?;
+    Ok(query)
+}

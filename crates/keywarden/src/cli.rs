@@ -9,6 +9,7 @@ use crate::output::Output;
 use crate::policy::alarms::{self, Alarm};
 use crate::policy::audit::{self, Audit};
 use crate::policy::keys::{self, Key, Reserve, Slot};
+use crate::policy::reports::{self, Report};
 use crate::policy::rules::{self, Holiday, Perm, Reason, Schedule};
 use crate::policy::session::{self, Session};
 use crate::policy::users::{self, Group, User};
@@ -75,6 +76,9 @@ pub enum Top {
     /// The audit trail.
     #[command(subcommand)]
     Audit(Audit),
+    /// Reports: keys out, one key's history, one person's, by reason, overdue, alarms, denials.
+    #[command(subcommand)]
+    Report(Report),
     /// The console session.
     #[command(subcommand)]
     Session(Session),
@@ -120,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Reserve(cmd) => keys::reserve(&ctx().await?, cmd).await,
         Top::Alarm(cmd) => alarms::alarm(&ctx().await?, cmd).await,
         Top::Audit(cmd) => audit::audit(&ctx().await?, cmd).await,
+        Top::Report(cmd) => reports::report(&ctx().await?, cmd).await,
         Top::Session(cmd) => session::session(&ctx().await?, cmd).await,
     }
 }

@@ -351,6 +351,24 @@ impl Fake {
     async fn device_public_key(&self) -> Result<String, PolicyError> {
         Ok("ab".repeat(32))
     }
+    #[zbus(out_args("rows"))]
+    async fn report(
+        &self,
+        kind: String,
+        fd: OwnedFd,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<u64, PolicyError> {
+        let fd: std::os::fd::OwnedFd = fd.into();
+        let mut file = std::fs::File::from(fd);
+        writeln!(file, "report {kind}").map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let mut seen = self
+            .0
+            .lock()
+            .map_err(|_| PolicyError::Storage("poisoned".into()))?;
+        seen.calls.push(format!("Report {kind}"));
+        seen.options = options;
+        Ok(1)
+    }
 
     #[zbus(signal)]
     async fn denied(emitter: &SignalEmitter<'_>, reason: &str, message: &str) -> zbus::Result<()>;
@@ -749,6 +767,45 @@ fn audit_export_passes_a_new_0640_file() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn report_passes_stdout_and_typed_options() {
+    let bus = start(true);
+    let o = bus.cli(&[
+        "--json",
+        "report",
+        "key",
+        "204",
+        "--from",
+        "2026-12-01T08:00:00Z",
+        "--user",
+        "alice",
+        "--limit",
+        "5",
+    ]);
+    assert_ok(&o);
+    // The service wrote to the CLI's own standard output.
+    assert_eq!(stdout(&o), "report key\n");
+    {
+        let seen = bus.seen.lock().unwrap();
+        assert_eq!(seen.calls, ["Report key"]);
+        let get = |k: &str| seen.options.get(k).map(|v| format!("{:?}", **v));
+        assert_eq!(get("key").as_deref(), Some("Str(\"204\")"));
+        assert_eq!(get("user").as_deref(), Some("Str(\"alice\")"));
+        assert_eq!(get("format").as_deref(), Some("Str(\"json\")"));
+        assert_eq!(get("from").as_deref(), Some("I64(1796112000)"));
+        assert_eq!(get("limit").as_deref(), Some("U64(5)"));
+        assert_eq!(seen.options.len(), 5);
+    }
+    let o = bus.cli(&["report", "reason", "--format", "csv"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "report reasons\n");
+    let o = bus.cli(&["--json", "report", "denials", "--format", "csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = bus.cli(&["report", "key", "204", "--key", "205"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
 }
 
 #[test]

@@ -35,7 +35,7 @@ use crate::core::{ConsoleError, Core, Notice};
 use crate::error::{Error, Result};
 use crate::model::{PolicyState, SlotNumber};
 use crate::service::{
-    Access, Call, ConsoleCommand, Listing, PolicyService, Published, Reply, Request,
+    Access, Call, ConsoleCommand, Listing, PolicyService, Published, Reply, ReportSource, Request,
     SharedPublished,
 };
 use crate::store::{AdminOutcome, BadgeKey, Store};
@@ -179,7 +179,10 @@ pub async fn run(options: Options) -> Result<()> {
         admin_gids: gids(&options.admin_groups),
         console_gids: gids(&options.console_groups),
     };
-    let service = PolicyService::new(calls_tx, published.clone(), access, hw.clone());
+    let reports = store
+        .as_ref()
+        .map(|_| ReportSource::new(options.database.clone(), config.time_zone.clone()));
+    let service = PolicyService::new(calls_tx, published.clone(), access, hw.clone(), reports);
     conn.object_server()
         .at(POLICY_PATH, service)
         .await

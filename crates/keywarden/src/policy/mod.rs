@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod audit;
 pub mod keys;
+pub mod reports;
 pub mod rules;
 pub mod session;
 pub mod users;
