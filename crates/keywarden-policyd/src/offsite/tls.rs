@@ -86,11 +86,11 @@ pub async fn deliver(
         stream
             .write_all(frames)
             .await
-            .map_err(|e| fail(format!("send: {}", describe(&e))))?;
+            .map_err(|e| fail(ended("send", &e)))?;
         stream
             .shutdown()
             .await
-            .map_err(|e| fail(format!("close: {}", describe(&e))))?;
+            .map_err(|e| fail(ended("close", &e)))?;
         let mut buf = [0u8; 256];
         loop {
             match stream.read(&mut buf).await {
@@ -98,12 +98,13 @@ pub async fn deliver(
                 Ok(_) => return Err(fail("unexpected data from the collector".to_owned())),
                 Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                     return Err(fail(
-                        "no acknowledgement: the collector closed without a TLS close_notify \
-                         (it stopped, or does not answer one: with rsyslog use the ossl stream driver)"
+                        "no acknowledgement: the collector closed the connection without a TLS \
+                         close_notify (it refused this cabinet's client certificate, stopped, or \
+                         does not answer close_notify: with rsyslog use the ossl stream driver)"
                             .to_owned(),
                     ))
                 }
-                Err(e) => return Err(fail(format!("no acknowledgement: {}", describe(&e)))),
+                Err(e) => return Err(fail(ended("acknowledgement", &e))),
             }
         }
         // A collector that closes with our data unread resets the connection: no acknowledgement.
@@ -119,6 +120,19 @@ pub async fn deliver(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| fail(format!("no acknowledgement within {} s", timeout.as_secs())))?
+}
+
+/// An error after the handshake. With TLS 1.3 the collector checks the client certificate after
+/// the client's handshake is over, so a refused certificate shows here, as a session ended early.
+fn ended(stage: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof => format!(
+            "no acknowledgement: the collector ended the session during {stage} ({}): it refused \
+             this cabinet's client certificate, or it stopped",
+            describe(e)
+        ),
+        _ => format!("no acknowledgement: {stage}: {}", describe(e)),
+    }
 }
 
 /// An IO error from the TLS stream, with the TLS alert spelt out when there is one.
