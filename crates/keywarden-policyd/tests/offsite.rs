@@ -426,28 +426,29 @@ async fn a_collector_killed_mid_stream_loses_nothing() {
     let mut collector = Collector::start(&tmp.path().join("collector"), &certs);
     let mut cabinet = Cabinet::new();
     cabinet.use_client_cert(&certs.client_cert, &certs.client_key);
-    cabinet.records(400);
-    let mut status = cabinet.ship(cabinet.policy(&collector, &certs, 25));
+    cabinet.records(600);
+    let mut status = cabinet.ship(cabinet.policy(&collector, &certs, 10));
 
-    // Kill the collector (SIGKILL, and SIGTERM every third time) while batches are in flight,
-    // adding records as the cabinet goes on working, and bring it back each time.
+    // Kill the collector (SIGKILL, and SIGTERM every third time) while batches are in flight
+    // (each time a few ms after it acknowledged one more), adding records as the cabinet goes on
+    // working, and bring it back each time.
     let mut kills = 0;
-    for round in 0..12u64 {
-        let _ = wait_for(&mut status, "progress", |s| {
-            s.acked.entry > 0 || s.failures > 0
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(37 * (round % 5) + 10)).await;
+    let mut failures = 0;
+    for round in 0..15u64 {
+        let acked = status.borrow().acked.entry;
+        let _ = wait_for(&mut status, "progress", |s| s.acked.entry > acked).await;
+        tokio::time::sleep(Duration::from_millis(7 * (round % 6))).await;
         collector.stop(round % 3 != 2);
         kills += 1;
-        cabinet.records(15);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        cabinet.records(10);
+        let _ = wait_for(&mut status, "a failed delivery", |s| s.failures > 0).await;
+        failures += 1;
         collector.restart();
     }
     let head = cabinet.head();
     let st = wait_for(&mut status, "catch-up", |s| s.acked.entry == head).await;
     println!(
-        "offsite: {kills} collector kills, {} entries shipped, head {head}",
+        "offsite: {kills} collector kills ({failures} seen by the shipper), {} entries shipped, head {head}",
         st.shipped
     );
 
