@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(
     linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
     qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common e2fsprogs tzdata
+    # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
+    rsyslog rsyslog-openssl
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -33,15 +33,15 @@ pub enum Audit {
     /// verify the trail in its database.
     Verify {
         /// An export file (from `audit export`).
-        #[arg(conflicts_with = "collector")]
+        #[arg(group = "source")]
         file: Option<PathBuf>,
         /// A collector's copy instead (the file rsyslog writes for this cabinet on the offsite
         /// collector): resent duplicates and heartbeats are allowed, edits are not.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", group = "source")]
         collector: Option<PathBuf>,
         /// The device's public key (64 hex digits, from `audit key`); without it the export's own
         /// key is used and printed for you to compare.
-        #[arg(long, value_name = "HEX")]
+        #[arg(long, value_name = "HEX", requires = "source")]
         key: Option<String>,
     },
     /// Show the device's public key, which signs the audit checkpoints.
@@ -187,10 +187,6 @@ pub async fn audit(ctx: &Ctx<'_>, cmd: Audit) -> Result<(), Error> {
             key,
             ..
         } => verify_collector(ctx.out, &file, key.as_deref()),
-        Audit::Verify { key: Some(_), .. } => Err(Error::Invalid {
-            what: "audit verify".to_owned(),
-            message: "--key needs FILE or --collector FILE".to_owned(),
-        }),
         Audit::Verify { file: None, .. } => {
             let report = p.verify_audit().await.map_err(call("audit verify"))?;
             let key = p
