@@ -92,20 +92,18 @@ pub async fn deliver(
             .await
             .map_err(|e| fail(ended("close", &e)))?;
         let mut buf = [0u8; 256];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(_) => return Err(fail("unexpected data from the collector".to_owned())),
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Err(fail(
-                        "no acknowledgement: the collector closed the connection without a TLS \
-                         close_notify (it refused this cabinet's client certificate, stopped, or \
-                         does not answer close_notify: with rsyslog use the ossl stream driver)"
-                            .to_owned(),
-                    ))
-                }
-                Err(e) => return Err(fail(ended("acknowledgement", &e))),
+        match stream.read(&mut buf).await {
+            Ok(0) => {}
+            Ok(_) => return Err(fail("unexpected data from the collector".to_owned())),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Err(fail(
+                    "no acknowledgement: the collector closed the connection without a TLS \
+                     close_notify (it refused this cabinet's client certificate, stopped, or \
+                     does not answer close_notify: with rsyslog use the ossl stream driver)"
+                        .to_owned(),
+                ))
             }
+            Err(e) => return Err(fail(ended("acknowledgement", &e))),
         }
         // A collector that closes with our data unread resets the connection: no acknowledgement.
         let (mut tcp, _) = stream.into_inner();
