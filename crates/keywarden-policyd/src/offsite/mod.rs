@@ -53,7 +53,7 @@ mod source;
 mod syslog;
 mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keywarden_audit::DeviceKey;
@@ -106,20 +106,64 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Run a blocking database step on the blocking pool, handing the source back.
-async fn blocking<T: Send + 'static>(
-    source: source::Source,
+/// Run a blocking database step on the blocking pool.
+async fn db<T: Send + 'static>(
+    source: &Arc<Mutex<source::Source>>,
     f: impl FnOnce(&source::Source) -> Result<T> + Send + 'static,
-) -> Result<(source::Source, T)> {
+) -> Result<T> {
+    let source = Arc::clone(source);
+    let task_failed = |problem: String| Error::OffsiteDelivery {
+        address: String::new(),
+        problem,
+    };
     tokio::task::spawn_blocking(move || {
-        let out = f(&source);
-        out.map(|v| (source, v))
+        let guard = source
+            .lock()
+            .map_err(|_| task_failed("database connection poisoned".to_owned()))?;
+        f(&guard)
     })
     .await
-    .map_err(|e| Error::OffsiteDelivery {
-        address: String::new(),
-        problem: format!("database task failed: {e}"),
-    })?
+    .map_err(|e| task_failed(format!("database task failed: {e}")))?
+}
+
+/// What one attempt did.
+enum Done {
+    /// A batch was acknowledged and its end stored.
+    Batch(source::Batch),
+    /// A heartbeat was acknowledged.
+    Heartbeat,
+    /// Nothing was due.
+    Idle,
+}
+
+/// Ship the next batch after `acked`, or a heartbeat if one is due and there is nothing new.
+async fn attempt(
+    config: &OffsiteConfig,
+    source: &Arc<Mutex<source::Source>>,
+    acked: Position,
+    heartbeat_due: bool,
+) -> Result<Done> {
+    let (max, at) = (config.batch_size, now_ms());
+    if let Some(batch) = db(source, move |s| s.batch(acked, max, at)).await? {
+        let mut frames = Vec::new();
+        for (id, at_ms, line) in &batch.messages {
+            frame(&mut frames, *at_ms, &config.cabinet, *id, line);
+        }
+        send(config, &frames).await?;
+        let (collector, end) = (config.address.clone(), batch.end);
+        db(source, move |s| s.set_position(&collector, end, now_ms())).await?;
+        return Ok(Done::Batch(batch));
+    }
+    if !heartbeat_due {
+        return Ok(Done::Idle);
+    }
+    let head_seq = db(source, |s| s.head()).await?;
+    let at = now_ms();
+    let mut frames = Vec::new();
+    let line = keywarden_audit::collector::heartbeat_line(at, head_seq);
+    frame(&mut frames, at, &config.cabinet, MsgId::Heartbeat, &line);
+    send(config, &frames).await?;
+    Ok(Done::Heartbeat)
 }
 
 async fn run(
@@ -130,7 +174,7 @@ async fn run(
     status: watch::Sender<OffsiteStatus>,
 ) -> Result<()> {
     let address = config.address.clone();
-    let (mut source, acked) = tokio::task::spawn_blocking(move || {
+    let (source, acked) = tokio::task::spawn_blocking(move || {
         let key = DeviceKey::load(&device_key)?;
         let source = source::Source::open(&database, key)?;
         let acked = source.position(&address)?;
@@ -141,6 +185,7 @@ async fn run(
         address: config.address.clone(),
         problem: format!("start-up task failed: {e}"),
     })??;
+    let source = Arc::new(Mutex::new(source));
     tracing::info!(
         collector = %config.address,
         acked_entry = acked.entry,
@@ -154,58 +199,34 @@ async fn run(
         let now = Instant::now();
         let mut pending = false;
         if schedule.may_send(now) {
-            let (max, pos, at) = (config.batch_size, acked, now_ms());
-            let (s, batch) = blocking(source, move |s| s.batch(pos, max, at)).await?;
-            source = s;
-            let outcome = match &batch {
-                Some(batch) => {
-                    pending = true;
-                    let mut frames = Vec::new();
-                    for (id, at_ms, line) in &batch.messages {
-                        frame(&mut frames, *at_ms, &config.cabinet, *id, line);
-                    }
-                    Some(send(&config, &frames).await.map(|()| Some(batch.clone())))
-                }
-                None if schedule.heartbeat_due(now) => {
-                    let (s, head_seq) = blocking(source, |s| s.head()).await?;
-                    source = s;
-                    let mut frames = Vec::new();
-                    let at = now_ms();
-                    let line = keywarden_audit::collector::heartbeat_line(at, head_seq);
-                    frame(&mut frames, at, &config.cabinet, MsgId::Heartbeat, &line);
-                    Some(send(&config, &frames).await.map(|()| None))
-                }
-                None => None,
-            };
-            match outcome {
-                Some(Ok(delivered)) => {
+            match attempt(&config, &source, acked, schedule.heartbeat_due(now)).await {
+                Ok(Done::Batch(batch)) => {
                     schedule.succeeded(Instant::now());
-                    if let Some(batch) = delivered {
-                        let (collector, end, at) = (config.address.clone(), batch.end, now_ms());
-                        let (s, ()) =
-                            blocking(source, move |s| s.set_position(&collector, end, at)).await?;
-                        source = s;
-                        acked = end;
-                        tracing::debug!(
-                            entries = batch.entries,
-                            acked_entry = end.entry,
-                            "offsite batch acknowledged"
-                        );
-                        status.send_modify(|st| {
-                            st.acked = end;
-                            st.shipped += batch.entries;
-                            st.failures = 0;
-                            st.last_error = None;
-                        });
-                        continue;
-                    }
+                    acked = batch.end;
+                    tracing::debug!(
+                        entries = batch.entries,
+                        acked_entry = acked.entry,
+                        "offsite batch acknowledged"
+                    );
+                    status.send_modify(|st| {
+                        st.acked = batch.end;
+                        st.shipped += batch.entries;
+                        st.failures = 0;
+                        st.last_error = None;
+                    });
+                    continue;
+                }
+                Ok(Done::Heartbeat) => {
+                    schedule.succeeded(Instant::now());
                     status.send_modify(|st| {
                         st.heartbeats += 1;
                         st.failures = 0;
                         st.last_error = None;
                     });
                 }
-                Some(Err(e)) => {
+                Ok(Done::Idle) => {}
+                Err(e) => {
+                    pending = true;
                     let wait = schedule.failed(Instant::now());
                     tracing::warn!(
                         error = %e,
@@ -219,7 +240,6 @@ async fn run(
                         st.last_error = Some(e.to_string());
                     });
                 }
-                None => {}
             }
         }
         let wake = schedule.next_wake(Instant::now());
