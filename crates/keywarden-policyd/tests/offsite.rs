@@ -510,3 +510,135 @@ async fn a_cabinet_without_a_valid_certificate_is_refused_and_keeps_its_position
     let report = cabinet.verify(&collector.copy()).expect("verifies");
     assert_complete(&report, head);
 }
+
+/// The binary next to this test's executable (`cargo test --workspace` builds it).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// The running daemon: policyd (with hwd on the sim backend, on a private bus) reads
+/// `[offsite]` from its policy file and ships what its admin calls record; killed and started
+/// again, it resumes from the position it stored, not from the start.
+#[tokio::test]
+async fn the_running_service_ships_its_trail_and_resumes_after_a_restart() {
+    use keywarden_dbus::policy::Policy1Proxy;
+    use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::new(tmp.path());
+    let collector = Collector::start(&tmp.path().join("collector"), &certs);
+    let bus = PrivateBus::start(
+        &[
+            "crates/keywarden-hwd/dbus/org.keywarden.Hardware1.conf",
+            "crates/keywarden-policyd/dbus/org.keywarden.Policy1.conf",
+        ],
+        &["keywarden", "keywarden-hw"],
+        &["keywarden-admin", "keywarden-console"],
+    );
+    let d = bus.dir().to_owned();
+    std::fs::write(
+        d.join("policy.toml"),
+        format!(
+            "[offsite]\naddress = \"127.0.0.1:{}\"\nserver-name = \"collector.test\"\n\
+             ca-file = \"{}\"\nclient-cert = \"{}\"\nclient-key = \"{}\"\ncabinet = \"{CABINET}\"\n\
+             heartbeat-seconds = 2\n",
+            collector.port,
+            certs.ca.display(),
+            certs.client_cert.display(),
+            certs.client_key.display(),
+        ),
+    )
+    .expect("policy.toml");
+    let _hwd = Daemon(
+        Command::new(binary("keywarden-hwd"))
+            .args(["--backend", "sim", "--allow-user", &current_user()])
+            .arg("--board")
+            .arg(
+                keywarden_testbus::workspace_root()
+                    .join("crates/keywarden-hwd/boards/sim-demo.toml"),
+            )
+            .args(["--bus-address", &bus.address])
+            .spawn()
+            .expect("start keywarden-hwd"),
+    );
+    let conn = bus.connect().await;
+    wait_for_name(&conn, "org.keywarden.Hardware1", Duration::from_secs(15)).await;
+    let policyd = || {
+        let child = Command::new(binary("keywarden-policyd"))
+            .arg("--database")
+            .arg(d.join("data/keywarden.db"))
+            .arg("--device-key")
+            .arg(d.join("data/identity/device-key.pem"))
+            .arg("--badge-key")
+            .arg(d.join("data/secrets/badge.key"))
+            .arg("--config")
+            .arg(d.join("policy.toml"))
+            .args(["--bus-address", &bus.address])
+            .spawn()
+            .expect("start keywarden-policyd");
+        Daemon(child)
+    };
+    let db = d.join("data/keywarden.db");
+    let acked = |collector_port: u16| -> u64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT entry_seq FROM offsite_position WHERE collector = ?1",
+                    [format!("127.0.0.1:{collector_port}")],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(|v| v as u64)
+            .unwrap_or(0)
+    };
+    let wait_acked = |n: u64| async move {
+        let deadline = Instant::now() + WAIT;
+        while acked(collector.port) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the service never shipped entry {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    let daemon = policyd();
+    wait_for_name(&conn, "org.keywarden.Policy1", Duration::from_secs(15)).await;
+    let p = Policy1Proxy::new(&conn).await.expect("proxy");
+    let key_hex = p.device_public_key().await.expect("device key");
+    for i in 0..5 {
+        p.set_reason("MAINT", &format!("maintenance {i}"), 0)
+            .await
+            .expect("set reason");
+    }
+    wait_acked(5).await;
+    drop(daemon);
+
+    let _daemon = policyd();
+    wait_for_name(&conn, "org.keywarden.Policy1", Duration::from_secs(15)).await;
+    let p = Policy1Proxy::new(&conn).await.expect("proxy");
+    for i in 0..3 {
+        p.set_reason("MAINT", &format!("after the restart {i}"), 0)
+            .await
+            .expect("set reason");
+    }
+    wait_acked(8).await;
+    let key = parse_public_key(&key_hex).expect("key");
+    let report = verify_collector_copy(collector.copy().as_slice(), Some(&key)).expect("verifies");
+    assert_complete(&report, 8);
+    assert_eq!(
+        report.duplicates, 0,
+        "resumed from its position: {report:?}"
+    );
+}
