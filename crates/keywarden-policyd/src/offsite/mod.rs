@@ -39,7 +39,10 @@
 //! collector's memory holds the batch; without `sync="on"` a power loss of the collector host
 //! can lose acknowledged records still in its page cache; a collector whose file is edited or
 //! deleted afterwards is what the verifier is for (and the cabinet keeps its own chain). The
-//! position is per collector address: changing the address ships the whole trail again.
+//! position is per collector address: changing the address ships the whole trail again. The
+//! collector must take messages as long as the longest entry (rsyslog's `maxMessageSize`,
+//! 8k by default, 64k in `contrib/collector/`) and must not escape control characters, or the
+//! copy will not verify.
 //!
 //! # Heartbeats
 //!
