@@ -11,6 +11,8 @@ packages=(
     tmux  # keywarden-console's tests (send-keys, capture-pane) and the interactive host demo
     # policyd's notification tests: a real SMTP server (STARTTLS and TLS) on loopback
     python3 python3-aiosmtpd
+    # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
+    rsyslog rsyslog-openssl
 )
 missing=()
 for p in "${packages[@]}"; do

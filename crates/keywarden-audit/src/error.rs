@@ -102,6 +102,15 @@ pub enum VerifyError {
         /// The last entry's seq.
         last_entry: u64,
     },
+    /// A collector copy holds two different lines for entry `seq`: a resend is byte-identical
+    /// to what was sent first, so one of them was edited on the collector.
+    #[error("entry {seq} appears again at line {line} with different content: the collector copy was edited")]
+    ConflictingDuplicate {
+        /// The entry's seq.
+        seq: u64,
+        /// The line of the second, different copy.
+        line: u64,
+    },
     /// The export (or the fed trail) holds no entries.
     #[error("the audit trail holds no entries")]
     Empty,

@@ -74,7 +74,7 @@ struct CheckpointOut<'a> {
 
 /// Just enough of the header to tell the format and version, whatever else it holds.
 #[derive(Deserialize)]
-struct HeaderProbe<'a> {
+pub(crate) struct HeaderProbe<'a> {
     #[serde(borrow)]
     format: Cow<'a, str>,
     version: u64,
@@ -99,7 +99,7 @@ struct HeaderIn<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-enum RecordIn<'a> {
+pub(crate) enum RecordIn<'a> {
     #[serde(rename = "entry", borrow)]
     Entry(EntryIn<'a>),
     #[serde(rename = "checkpoint", borrow)]
@@ -108,30 +108,30 @@ enum RecordIn<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryIn<'a> {
-    seq: u64,
-    at_ms: i64,
+pub(crate) struct EntryIn<'a> {
+    pub(crate) seq: u64,
+    pub(crate) at_ms: i64,
     #[serde(borrow)]
-    kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow)]
-    actor: Cow<'a, str>,
+    pub(crate) actor: Cow<'a, str>,
     #[serde(borrow)]
-    subject: Cow<'a, str>,
+    pub(crate) subject: Cow<'a, str>,
     #[serde(borrow)]
-    detail: Cow<'a, str>,
+    pub(crate) detail: Cow<'a, str>,
     #[serde(borrow)]
-    hash: Cow<'a, str>,
+    pub(crate) hash: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckpointIn<'a> {
-    seq: u64,
+pub(crate) struct CheckpointIn<'a> {
+    pub(crate) seq: u64,
     #[serde(borrow)]
-    hash: Cow<'a, str>,
-    at_ms: i64,
+    pub(crate) hash: Cow<'a, str>,
+    pub(crate) at_ms: i64,
     #[serde(borrow)]
-    signature: Cow<'a, str>,
+    pub(crate) signature: Cow<'a, str>,
 }
 
 /// Writes an export file: the header at construction, then entries and checkpoints in the
@@ -176,25 +176,12 @@ impl<W: Write> ExportWriter<W> {
 
     /// Writes an entry line with its stored hash.
     pub fn entry(&mut self, entry: &Entry, hash: &Digest) -> Result<(), io::Error> {
-        self.line(&RecordOut::Entry(EntryOut {
-            seq: entry.seq,
-            at_ms: entry.at_ms,
-            kind: &entry.kind,
-            actor: &entry.actor,
-            subject: &entry.subject,
-            detail: &entry.detail,
-            hash: Hex(hash),
-        }))
+        self.line(&entry_out(entry, hash))
     }
 
     /// Writes a checkpoint line.
     pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), io::Error> {
-        self.line(&RecordOut::Checkpoint(CheckpointOut {
-            seq: cp.seq,
-            hash: Hex(&cp.hash),
-            at_ms: cp.at_ms,
-            signature: Hex(&cp.signature),
-        }))
+        self.line(&checkpoint_out(cp))
     }
 
     /// Flushes and returns the underlying writer.
@@ -208,6 +195,60 @@ impl<W: Write> ExportWriter<W> {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }
+}
+
+/// The header line [`ExportWriter::new`] writes, without its newline: for writers that send the
+/// format's lines one by one (the offsite shipper starts every connection with one).
+pub fn header_line(
+    device_key_hex: &str,
+    first_seq: u64,
+    prev_hash: &Digest,
+    exported_at_ms: i64,
+) -> Result<String, io::Error> {
+    parse_public_key(device_key_hex).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    to_line(&HeaderOut {
+        format: FORMAT,
+        version: VERSION,
+        device_key: device_key_hex,
+        first_seq,
+        prev_hash: Hex(prev_hash),
+        exported_at_ms,
+    })
+}
+
+/// The line [`ExportWriter::entry`] writes, without its newline.
+pub fn entry_line(entry: &Entry, hash: &Digest) -> Result<String, io::Error> {
+    to_line(&entry_out(entry, hash))
+}
+
+/// The line [`ExportWriter::checkpoint`] writes, without its newline.
+pub fn checkpoint_line(cp: &Checkpoint) -> Result<String, io::Error> {
+    to_line(&checkpoint_out(cp))
+}
+
+fn to_line<T: Serialize>(value: &T) -> Result<String, io::Error> {
+    serde_json::to_string(value).map_err(io::Error::other)
+}
+
+fn entry_out<'a>(entry: &'a Entry, hash: &'a Digest) -> RecordOut<'a> {
+    RecordOut::Entry(EntryOut {
+        seq: entry.seq,
+        at_ms: entry.at_ms,
+        kind: &entry.kind,
+        actor: &entry.actor,
+        subject: &entry.subject,
+        detail: &entry.detail,
+        hash: Hex(hash),
+    })
+}
+
+fn checkpoint_out(cp: &Checkpoint) -> RecordOut<'_> {
+    RecordOut::Checkpoint(CheckpointOut {
+        seq: cp.seq,
+        hash: Hex(&cp.hash),
+        at_ms: cp.at_ms,
+        signature: Hex(&cp.signature),
+    })
 }
 
 /// Verifies an export read from `input`, streaming: memory use is bounded by one line
@@ -234,44 +275,78 @@ pub fn verify_export<R: BufRead>(
     while let Some((line_no, line)) = lines.next()? {
         match parse_json::<RecordIn<'_>>(line, line_no)? {
             RecordIn::Entry(e) => {
-                let hash = decode_hex::<32>(&e.hash, "hash", line_no)?;
-                let entry = EntryRef {
-                    seq: e.seq,
-                    at_ms: e.at_ms,
-                    kind: &e.kind,
-                    actor: &e.actor,
-                    subject: &e.subject,
-                    detail: &e.detail,
-                };
+                let (entry, hash) = e.parts(line_no)?;
                 verifier.entry_ref(entry, &hash)?;
             }
-            RecordIn::Checkpoint(c) => {
-                let cp = Checkpoint {
-                    seq: c.seq,
-                    hash: decode_hex::<32>(&c.hash, "hash", line_no)?,
-                    at_ms: c.at_ms,
-                    signature: decode_hex::<64>(&c.signature, "signature", line_no)?,
-                };
-                verifier.checkpoint(&cp)?;
-            }
+            RecordIn::Checkpoint(c) => verifier.checkpoint(&c.checkpoint(line_no)?)?,
         }
     }
     verifier.finish()
 }
 
+impl EntryIn<'_> {
+    /// The entry as the verifier takes it, and its stored hash.
+    pub(crate) fn parts(&self, line_no: u64) -> Result<(EntryRef<'_>, Digest), VerifyError> {
+        let hash = decode_hex::<32>(&self.hash, "hash", line_no)?;
+        let entry = EntryRef {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            kind: &self.kind,
+            actor: &self.actor,
+            subject: &self.subject,
+            detail: &self.detail,
+        };
+        Ok((entry, hash))
+    }
+}
+
+impl CheckpointIn<'_> {
+    /// The checkpoint, its hex decoded.
+    pub(crate) fn checkpoint(&self, line_no: u64) -> Result<Checkpoint, VerifyError> {
+        Ok(Checkpoint {
+            seq: self.seq,
+            hash: decode_hex::<32>(&self.hash, "hash", line_no)?,
+            at_ms: self.at_ms,
+            signature: decode_hex::<64>(&self.signature, "signature", line_no)?,
+        })
+    }
+}
+
 /// Checks the header (line 1) and starts the verifier it describes.
 fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier, VerifyError> {
+    let header = parse_header_at(line, 1, trusted)?;
+    Ok(Verifier::new(
+        header.key,
+        header.first_seq,
+        header.prev_hash,
+    ))
+}
+
+/// A checked header line.
+pub(crate) struct Header {
+    /// The key the checkpoints are checked with (the trusted one, or the header's own).
+    pub(crate) key: VerifyingKey,
+    pub(crate) first_seq: u64,
+    pub(crate) prev_hash: Digest,
+}
+
+/// Checks a header line at `line_no`: format and version, fields, the key against `trusted`.
+pub(crate) fn parse_header_at(
+    line: &[u8],
+    line_no: u64,
+    trusted: Option<&VerifyingKey>,
+) -> Result<Header, VerifyError> {
     let probe: HeaderProbe<'_> =
-        serde_json::from_slice(line).map_err(|e| malformed(1, "not an export header", &e))?;
+        serde_json::from_slice(line).map_err(|e| malformed(line_no, "not an export header", &e))?;
     if probe.format != FORMAT || probe.version != VERSION {
         return Err(VerifyError::UnsupportedFormat {
             format: probe.format.into_owned(),
             version: probe.version,
         });
     }
-    let header: HeaderIn<'_> = parse_json(line, 1)?;
+    let header: HeaderIn<'_> = parse_json(line, line_no)?;
     let header_key = parse_public_key(&header.device_key).map_err(|e| VerifyError::Malformed {
-        line: 1,
+        line: line_no,
         reason: format!("device_key: {e}"),
     })?;
     let key = match trusted {
@@ -285,15 +360,22 @@ fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier,
     };
     if header.first_seq == 0 {
         return Err(VerifyError::Malformed {
-            line: 1,
+            line: line_no,
             reason: "first_seq must be at least 1".to_owned(),
         });
     }
-    let prev_hash = decode_hex::<32>(&header.prev_hash, "prev_hash", 1)?;
-    Ok(Verifier::new(key, header.first_seq, prev_hash))
+    let prev_hash = decode_hex::<32>(&header.prev_hash, "prev_hash", line_no)?;
+    Ok(Header {
+        key,
+        first_seq: header.first_seq,
+        prev_hash,
+    })
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(line: &'a [u8], line_no: u64) -> Result<T, VerifyError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(
+    line: &'a [u8],
+    line_no: u64,
+) -> Result<T, VerifyError> {
     serde_json::from_slice(line).map_err(|e| malformed(line_no, "invalid line", &e))
 }
 
@@ -308,7 +390,11 @@ fn malformed(line: u64, what: &str, error: &serde_json::Error) -> VerifyError {
     }
 }
 
-fn decode_hex<const N: usize>(text: &str, field: &str, line: u64) -> Result<[u8; N], VerifyError> {
+pub(crate) fn decode_hex<const N: usize>(
+    text: &str,
+    field: &str,
+    line: u64,
+) -> Result<[u8; N], VerifyError> {
     let mut out = [0u8; N];
     hex::decode_to_slice(text, &mut out).map_err(|e| VerifyError::Malformed {
         line,
@@ -318,14 +404,14 @@ fn decode_hex<const N: usize>(text: &str, field: &str, line: u64) -> Result<[u8;
 }
 
 /// Reads lines into one reused buffer, at most [`MAX_LINE_LEN`] bytes each.
-struct Lines<R> {
+pub(crate) struct Lines<R> {
     input: R,
     buf: Vec<u8>,
     line_no: u64,
 }
 
 impl<R: BufRead> Lines<R> {
-    fn new(input: R) -> Self {
+    pub(crate) fn new(input: R) -> Self {
         Lines {
             input,
             buf: Vec::new(),
@@ -335,7 +421,7 @@ impl<R: BufRead> Lines<R> {
 
     /// The next line's number and content without its line ending, or `None` at the end of the
     /// input.
-    fn next(&mut self) -> Result<Option<(u64, &[u8])>, VerifyError> {
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, &[u8])>, VerifyError> {
         self.buf.clear();
         let line = self.line_no + 1;
         let limit = MAX_LINE_LEN as u64 + 1; // the content plus its newline

@@ -92,6 +92,12 @@
 //! - **Time.** `at_ms` values are the device clock's and are not checked for order;
 //!   `exported_at_ms` is informational and unsigned.
 //!
+//! # Collector copy
+//!
+//! The offsite copy a cabinet ships to a syslog collector is these same lines, with a header per
+//! connection, heartbeats and the duplicates of at-least-once delivery: [`collector`] reads and
+//! verifies it.
+//!
 //! # Example
 //!
 //! ```
@@ -114,6 +120,7 @@
 //! ```
 
 mod checkpoint;
+pub mod collector;
 mod entry;
 mod error;
 mod export;
@@ -121,9 +128,13 @@ mod key;
 mod verify;
 
 pub use checkpoint::Checkpoint;
+pub use collector::{verify_collector_copy, CollectorReport};
 pub use entry::{entry_hash, Chain, Digest, Entry, GENESIS};
 pub use error::{KeyError, VerifyError};
-pub use export::{verify_export, ExportWriter, FORMAT, MAX_LINE_LEN, VERSION};
+pub use export::{
+    checkpoint_line, entry_line, header_line, verify_export, ExportWriter, FORMAT, MAX_LINE_LEN,
+    VERSION,
+};
 pub use key::{parse_public_key, DeviceKey};
 pub use verify::{Report, Verifier};
 

@@ -10,6 +10,8 @@
 //!   `PinHash`, `Export`, `Report`). A failed write left nothing behind (every write is one transaction).
 //! - **audit verification** (`AuditVerify`): the stored chain does not verify.
 //! - **configuration, bus and driver** (`Config`, `Bus`, `Notify`, `OutOfService`).
+//! - **offsite copy** (`OffsiteCredentials`, `OffsiteDelivery`): logged by the shipper, which
+//!   retries; never a reason to refuse a request.
 //!
 //! Messages never contain a PIN, a badge code or a badge hash. The mapping to D-Bus error names
 //! lives with the bus adapter, not here.
@@ -236,6 +238,22 @@ pub enum Error {
         operation: &'static str,
         /// What went wrong.
         detail: String,
+    },
+    /// The offsite copy's TLS files (CA, client certificate, client key) are missing or unusable.
+    #[error("offsite: {}: {problem}", path.display())]
+    OffsiteCredentials {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A delivery to the offsite collector failed (nothing of it counts as acknowledged).
+    #[error("offsite collector {address}: {problem}")]
+    OffsiteDelivery {
+        /// The collector's `host:port`.
+        address: String,
+        /// What failed, at which step.
+        problem: String,
     },
     /// The service is out of service (no usable database): nothing is stored, nothing opens.
     #[error("out of service")]

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use zbus::Connection;
 
+use crate::collector::{self, Collector};
 use crate::error::Error;
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
@@ -82,6 +83,9 @@ pub enum Top {
     /// The console session.
     #[command(subcommand)]
     Session(Session),
+    /// On the offsite collector: watch the cabinets' copies (no bus).
+    #[command(subcommand)]
+    Collector(Collector),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -101,12 +105,19 @@ async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let out = Output { json: cli.json };
     // Offline verification needs no bus: it must work on any machine with the export.
-    if let Top::Audit(Audit::Verify {
-        file: Some(file),
-        key,
-    }) = &cli.command
-    {
-        return audit::verify_file(out, file, key.as_deref());
+    match &cli.command {
+        Top::Audit(Audit::Verify {
+            file: Some(file),
+            key,
+            ..
+        }) => return audit::verify_file(out, file, key.as_deref()),
+        Top::Audit(Audit::Verify {
+            collector: Some(file),
+            key,
+            ..
+        }) => return audit::verify_collector(out, file, key.as_deref()),
+        Top::Collector(cmd) => return collector::run(out, cmd),
+        _ => {}
     }
     let conn = connect(cli.bus_address.as_deref()).await?;
     let ctx = || Ctx::new(&conn, out);
@@ -126,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Audit(cmd) => audit::audit(&ctx().await?, cmd).await,
         Top::Report(cmd) => reports::report(&ctx().await?, cmd).await,
         Top::Session(cmd) => session::session(&ctx().await?, cmd).await,
+        Top::Collector(cmd) => collector::run(out, &cmd),
     }
 }
 

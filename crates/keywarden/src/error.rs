@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test |
+//! | 1 | failed: the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector |
 //! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state) |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
@@ -61,6 +61,9 @@ pub enum Error {
         /// What is wrong with the export.
         source: keywarden_audit::VerifyError,
     },
+    /// `collector check`: cabinets silent for longer than the limit (or none found).
+    #[error("{0}")]
+    Silent(String),
     /// JSON output could not be produced.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -135,7 +138,9 @@ impl Error {
             Error::Connect(_) | Error::Gone => exit::UNREACHABLE,
             Error::Call { source, .. } => call_exit_code(source),
             Error::Invalid { .. } => exit::REFUSED,
-            Error::Io { .. } | Error::Verify { .. } | Error::Json(_) => exit::FAILED,
+            Error::Io { .. } | Error::Verify { .. } | Error::Silent(_) | Error::Json(_) => {
+                exit::FAILED
+            }
         }
     }
 }

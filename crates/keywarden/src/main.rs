@@ -2,6 +2,7 @@
 //! 2 usage error or refused by the service, 3 the bus or service is unreachable.
 
 mod cli;
+mod collector;
 mod error;
 mod hw;
 mod output;

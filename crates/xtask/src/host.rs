@@ -21,6 +21,9 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
     ("/usr/bin/strip", "binutils"),
     ("/usr/share/zoneinfo/Etc/UTC", "tzdata"),
+    // The offsite audit copy's host tests: a real rsyslog collector with the ossl TLS driver.
+    ("/usr/sbin/rsyslogd", "rsyslog"),
+    ("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so", "rsyslog-openssl"),
 ];
 
 /// Makes sure every needed host file exists, installing packages if not.

@@ -321,6 +321,9 @@ fn holiday_and_reason_join_their_words() {
 fn audit_verify_key_needs_a_file() {
     assert!(parse(&["audit", "verify"]).is_ok());
     assert!(parse(&["audit", "verify", "x.jsonl", "--key", "ab"]).is_ok());
+    assert!(parse(&["audit", "verify", "--collector", "c.log", "--key", "ab"]).is_ok());
+    let err = parse(&["audit", "verify", "x.jsonl", "--collector", "c.log"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     let err = parse(&["audit", "verify", "--key", "ab"]).unwrap_err();
     assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
 }
