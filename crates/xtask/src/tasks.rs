@@ -26,6 +26,8 @@ pub fn vm(mode: Mode, args: &VmArgs) -> Result<()> {
 /// `cargo test --workspace`, then the VM scenarios even if the former failed. Prints
 /// `N passed, N failed` (the VM scenarios) last; fails if anything failed.
 pub fn test(args: &VmArgs) -> Result<()> {
+    // The host tests need their servers (dbus-daemon, rsyslog, aiosmtpd, tmux) before they run.
+    crate::host::ensure_tools()?;
     let (unit, unit_passed, unit_failed) = cargo_test()?;
     if let Err(e) = &unit {
         eprintln!("xtask: cargo test: {e}");
