@@ -23,11 +23,17 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/share/zoneinfo/Etc/UTC", "tzdata"),
     // The offsite audit copy's host tests: a real rsyslog collector with the ossl TLS driver.
     ("/usr/sbin/rsyslogd", "rsyslog"),
-    ("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so", "rsyslog-openssl"),
+    (
+        "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so",
+        "rsyslog-openssl",
+    ),
     // The console's tests and the interactive demo (tmux panes).
     ("/usr/bin/tmux", "tmux"),
     // The notification tests' SMTP server (Debian's python3, not a pyenv one).
-    ("/usr/lib/python3/dist-packages/aiosmtpd", "python3-aiosmtpd"),
+    (
+        "/usr/lib/python3/dist-packages/aiosmtpd",
+        "python3-aiosmtpd",
+    ),
 ];
 
 /// Makes sure every needed host file exists, installing packages if not.
