@@ -7,7 +7,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::checkpoint::Checkpoint;
-use crate::entry::{Digest, Entry, EntryRef};
+use crate::entry::{Digest, Entry};
 use crate::error::VerifyError;
 use crate::key::parse_public_key;
 use crate::verify::{Report, Verifier};
@@ -99,7 +99,7 @@ struct HeaderIn<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-enum RecordIn<'a> {
+pub(crate) enum RecordIn<'a> {
     #[serde(rename = "entry", borrow)]
     Entry(EntryIn<'a>),
     #[serde(rename = "checkpoint", borrow)]
@@ -108,30 +108,30 @@ enum RecordIn<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryIn<'a> {
-    seq: u64,
-    at_ms: i64,
+pub(crate) struct EntryIn<'a> {
+    pub(crate) seq: u64,
+    pub(crate) at_ms: i64,
     #[serde(borrow)]
-    kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow)]
-    actor: Cow<'a, str>,
+    pub(crate) actor: Cow<'a, str>,
     #[serde(borrow)]
-    subject: Cow<'a, str>,
+    pub(crate) subject: Cow<'a, str>,
     #[serde(borrow)]
-    detail: Cow<'a, str>,
+    pub(crate) detail: Cow<'a, str>,
     #[serde(borrow)]
-    hash: Cow<'a, str>,
+    pub(crate) hash: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckpointIn<'a> {
-    seq: u64,
+pub(crate) struct CheckpointIn<'a> {
+    pub(crate) seq: u64,
     #[serde(borrow)]
-    hash: Cow<'a, str>,
-    at_ms: i64,
+    pub(crate) hash: Cow<'a, str>,
+    pub(crate) at_ms: i64,
     #[serde(borrow)]
-    signature: Cow<'a, str>,
+    pub(crate) signature: Cow<'a, str>,
 }
 
 /// Writes an export file: the header at construction, then entries and checkpoints in the
@@ -210,8 +210,13 @@ impl<W: Write> ExportWriter<W> {
     }
 }
 
-/// Verifies an export read from `input`, streaming: memory use is bounded by one line
-/// ([`MAX_LINE_LEN`]) whatever the number of entries.
+/// Verifies an export read from `input`, streaming: memory use is bounded (a few chunks of
+/// 1 MiB and one line of at most [`MAX_LINE_LEN`]) whatever the number of entries.
+///
+/// The work is pipelined: this thread reads, worker threads (one per CPU, at most four) parse
+/// the lines, hash the entries and check the signatures, and this thread checks the chain's
+/// links and checkpoints in file order with a [`Verifier`]. The verdict and the error reported
+/// (the first in the file, with its line) are those of feeding the [`Verifier`] line by line.
 ///
 /// `trusted` is the device's known public key. With `Some`, a header naming another key fails
 /// with [`VerifyError::WrongKey`]. With `None` the header's own key is used, which proves only
@@ -230,33 +235,8 @@ pub fn verify_export<R: BufRead>(
             reason: "missing header line: the file is empty".to_owned(),
         });
     };
-    let mut verifier = parse_header(header, trusted)?;
-    while let Some((line_no, line)) = lines.next()? {
-        match parse_json::<RecordIn<'_>>(line, line_no)? {
-            RecordIn::Entry(e) => {
-                let hash = decode_hex::<32>(&e.hash, "hash", line_no)?;
-                let entry = EntryRef {
-                    seq: e.seq,
-                    at_ms: e.at_ms,
-                    kind: &e.kind,
-                    actor: &e.actor,
-                    subject: &e.subject,
-                    detail: &e.detail,
-                };
-                verifier.entry_ref(entry, &hash)?;
-            }
-            RecordIn::Checkpoint(c) => {
-                let cp = Checkpoint {
-                    seq: c.seq,
-                    hash: decode_hex::<32>(&c.hash, "hash", line_no)?,
-                    at_ms: c.at_ms,
-                    signature: decode_hex::<64>(&c.signature, "signature", line_no)?,
-                };
-                verifier.checkpoint(&cp)?;
-            }
-        }
-    }
-    verifier.finish()
+    let verifier = parse_header(header, trusted)?;
+    crate::pipeline::verify_lines(lines.into_inner(), verifier)
 }
 
 /// Checks the header (line 1) and starts the verifier it describes.
@@ -293,7 +273,10 @@ fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier,
     Ok(Verifier::new(key, header.first_seq, prev_hash))
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(line: &'a [u8], line_no: u64) -> Result<T, VerifyError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(
+    line: &'a [u8],
+    line_no: u64,
+) -> Result<T, VerifyError> {
     serde_json::from_slice(line).map_err(|e| malformed(line_no, "invalid line", &e))
 }
 
@@ -308,7 +291,11 @@ fn malformed(line: u64, what: &str, error: &serde_json::Error) -> VerifyError {
     }
 }
 
-fn decode_hex<const N: usize>(text: &str, field: &str, line: u64) -> Result<[u8; N], VerifyError> {
+pub(crate) fn decode_hex<const N: usize>(
+    text: &str,
+    field: &str,
+    line: u64,
+) -> Result<[u8; N], VerifyError> {
     let mut out = [0u8; N];
     hex::decode_to_slice(text, &mut out).map_err(|e| VerifyError::Malformed {
         line,
@@ -331,6 +318,11 @@ impl<R: BufRead> Lines<R> {
             buf: Vec::new(),
             line_no: 0,
         }
+    }
+
+    /// The input, positioned after the lines read.
+    fn into_inner(self) -> R {
+        self.input
     }
 
     /// The next line's number and content without its line ending, or `None` at the end of the
