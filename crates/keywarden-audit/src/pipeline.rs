@@ -188,7 +188,7 @@ fn work(batch: Batch, key: &VerifyingKey) -> Done {
     let mut line_no = first_line;
     let mut rest = data.as_slice();
     while !rest.is_empty() {
-        let (line, terminated) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, terminated) = match memchr::memchr(b'\n', rest) {
             Some(end) => {
                 let line = &rest[..end];
                 rest = &rest[end + 1..];
@@ -312,7 +312,7 @@ impl ChunkReader {
         buf.clear();
         buf.append(&mut self.carry);
         // Where the current (unterminated) line starts in `buf`.
-        let mut line_start = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut line_start = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
         let mut eof = false;
         loop {
             // The line being read is already too long: hand out the lines before it, then fail.
@@ -346,7 +346,7 @@ impl ChunkReader {
                 }
                 Ok(n) => {
                     buf.truncate(filled + n);
-                    if let Some(i) = buf[filled..].iter().rposition(|&b| b == b'\n') {
+                    if let Some(i) = memchr::memrchr(b'\n', &buf[filled..]) {
                         line_start = filled + i + 1;
                     }
                 }
@@ -380,7 +380,7 @@ impl ChunkReader {
 
     fn batch(&mut self, data: Vec<u8>, eof: bool) -> Batch {
         let first_line = self.line;
-        let mut lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+        let mut lines = memchr::memchr_iter(b'\n', &data).count() as u64;
         if eof && data.last() != Some(&b'\n') {
             lines += 1;
         }

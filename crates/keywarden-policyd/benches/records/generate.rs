@@ -783,7 +783,10 @@ impl Sim {
                 .position(|x| x.id == user)
                 .unwrap_or_else(|| self.pick_user());
             if !self.authenticate(u)? {
-                return Ok(());
+                // Refused (validity ended, locked out): the key goes back by its tag anyway.
+                let now = self.now();
+                self.core.cancel(&now);
+                self.drain()?;
             }
         }
         self.wait(3);
@@ -791,6 +794,12 @@ impl Sim {
         self.core.handle_tag(key, &now);
         self.drain()?;
         let Session::Return { slot, .. } = self.core.session().clone() else {
+            // Not started: try again in an hour, so no key stays out for ever.
+            self.returns.push(PendingReturn {
+                at: std::cmp::Reverse(self.t + 3600),
+                key,
+                user,
+            });
             return Ok(());
         };
         self.wait(5);
