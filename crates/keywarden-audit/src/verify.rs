@@ -231,7 +231,7 @@ impl Verifier {
             EntryHash::Chained { .. } => return Err(VerifyError::EditedEntry { seq }),
         };
         if hash != *stored_hash {
-            return Err(VerifyError::EditedEntry { seq: seq });
+            return Err(VerifyError::EditedEntry { seq });
         }
         self.last_seq = seq;
         self.head = hash;
