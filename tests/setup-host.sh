@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
     linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod
     qemu-system-x86 busybox-static gpiod dbus-daemon dbus-bin dbus-system-bus-common e2fsprogs tzdata
+    sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
 )
 missing=()
 for p in "${packages[@]}"; do
