@@ -240,7 +240,10 @@ pub fn verify_export<R: BufRead>(
 }
 
 /// Checks the header (line 1) and starts the verifier it describes.
-pub(crate) fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier, VerifyError> {
+pub(crate) fn parse_header(
+    line: &[u8],
+    trusted: Option<&VerifyingKey>,
+) -> Result<Verifier, VerifyError> {
     let probe: HeaderProbe<'_> =
         serde_json::from_slice(line).map_err(|e| malformed(1, "not an export header", &e))?;
     if probe.format != FORMAT || probe.version != VERSION {
@@ -328,7 +331,7 @@ const HEX_VALUE: [u8; 256] = {
 /// Exactly `2 * N` hex digits (either case) to bytes, by table; `None` for anything else. The
 /// verifier decodes two or three values a line: the `hex` crate's per-digit matching showed in
 /// its profile.
-fn decode_hex_fast<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+pub(crate) fn decode_hex_fast<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
     if text.len() != 2 * N {
         return None;
     }

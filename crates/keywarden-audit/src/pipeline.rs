@@ -15,7 +15,6 @@
 //! Memory stays bounded: at most `2 × workers` chunks of [`CHUNK`] bytes (plus one line up to
 //! [`MAX_LINE_LEN`]) are in flight, and buffers are recycled.
 
-use std::borrow::Cow;
 use std::io::{BufRead, ErrorKind};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
@@ -185,6 +184,7 @@ fn work(batch: Batch, key: &VerifyingKey) -> Done {
     } = batch;
     items.clear();
     let mut prev: Option<Digest> = None;
+    let mut detail_buf = String::new();
     let mut line_no = first_line;
     let mut rest = data.as_slice();
     while !rest.is_empty() {
@@ -200,7 +200,14 @@ fn work(batch: Batch, key: &VerifyingKey) -> Done {
                 (line, false)
             }
         };
-        match check_line(line, line_no, terminated || !eof, &mut prev, key) {
+        match check_line(
+            line,
+            line_no,
+            terminated || !eof,
+            &mut prev,
+            key,
+            &mut detail_buf,
+        ) {
             Ok(item) => items.push(item),
             Err(error) => {
                 items.push(Item::Error(error));
@@ -220,6 +227,7 @@ fn check_line(
     terminated: bool,
     prev: &mut Option<Digest>,
     key: &VerifyingKey,
+    detail_buf: &mut String,
 ) -> Result<Item, VerifyError> {
     let malformed = |reason: String| VerifyError::Malformed {
         line: line_no,
@@ -239,6 +247,25 @@ fn check_line(
     if line.is_empty() {
         return Err(malformed("empty line".to_owned()));
     }
+    if let Some(item) = std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| fast_entry(text, detail_buf).map(|e| (text, e)))
+        .and_then(|(_, e)| {
+            let stored = crate::export::decode_hex_fast::<32>(e.hash.as_bytes())?;
+            let detail = detail_buf.get(..e.detail_len)?;
+            let entry = EntryRef {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                kind: e.kind,
+                actor: e.actor,
+                subject: e.subject,
+                detail,
+            };
+            Some(entry_item(entry, stored, prev))
+        })
+    {
+        return Ok(item);
+    }
     Ok(match parse_json::<RecordIn<'_>>(line, line_no)? {
         RecordIn::Entry(e) => {
             let stored = decode_hex::<32>(&e.hash, "hash", line_no)?;
@@ -250,25 +277,7 @@ fn check_line(
                 subject: &e.subject,
                 detail: &e.detail,
             };
-            let hash = match prev.replace(stored) {
-                Some(prev) => Hashed::Chained {
-                    prev,
-                    hash: entry.hash(&prev),
-                },
-                None => Hashed::Fields(Entry {
-                    seq: e.seq,
-                    at_ms: e.at_ms,
-                    kind: Cow::into_owned(e.kind),
-                    actor: Cow::into_owned(e.actor),
-                    subject: Cow::into_owned(e.subject),
-                    detail: Cow::into_owned(e.detail),
-                }),
-            };
-            Item::Entry {
-                seq: e.seq,
-                stored,
-                hash,
-            }
+            entry_item(entry, stored, prev)
         }
         RecordIn::Checkpoint(c) => {
             let cp = Checkpoint {
@@ -281,6 +290,30 @@ fn check_line(
             Item::Checkpoint { cp, signature }
         }
     })
+}
+
+/// An entry's finding: hashed on the previous entry line's stored hash, or (the first entry of
+/// a chunk) kept for the verifier to hash on its head.
+fn entry_item(entry: EntryRef<'_>, stored: Digest, prev: &mut Option<Digest>) -> Item {
+    let hash = match prev.replace(stored) {
+        Some(prev) => Hashed::Chained {
+            prev,
+            hash: entry.hash(&prev),
+        },
+        None => Hashed::Fields(Entry {
+            seq: entry.seq,
+            at_ms: entry.at_ms,
+            kind: entry.kind.to_owned(),
+            actor: entry.actor.to_owned(),
+            subject: entry.subject.to_owned(),
+            detail: entry.detail.to_owned(),
+        }),
+    };
+    Item::Entry {
+        seq: entry.seq,
+        stored,
+        hash,
+    }
 }
 
 /// Cuts the input into batches of whole lines.
@@ -390,6 +423,129 @@ impl ChunkReader {
             data,
             eof,
             items: Vec::new(),
+        }
+    }
+}
+
+/// An entry line's fields as the fast path read them.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FastEntry<'a> {
+    pub(crate) seq: u64,
+    pub(crate) at_ms: i64,
+    pub(crate) kind: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) subject: &'a str,
+    /// Unescaped into the caller's buffer.
+    pub(crate) detail_len: usize,
+    pub(crate) hash: &'a str,
+}
+
+/// Reads an entry line written exactly as [`ExportWriter`](crate::ExportWriter) writes it
+/// (fields in its order, no spaces, strings without escapes but `\"` and `\\`, numbers without
+/// leading zeros and at most 18 digits), unescaping `detail` into `detail_buf`. `None` for
+/// anything else, which then goes through serde_json: every line this accepts, serde_json
+/// accepts with the same values, so the fast path changes the speed, never the verdict.
+pub(crate) fn fast_entry<'a>(line: &'a str, detail_buf: &mut String) -> Option<FastEntry<'a>> {
+    let mut p = Cursor(line.as_bytes(), 0);
+    p.lit(b"{\"entry\":{\"seq\":")?;
+    let seq = p.number()?;
+    p.lit(b",\"at_ms\":")?;
+    let negative = p.0.get(p.1) == Some(&b'-');
+    if negative {
+        p.1 += 1;
+    }
+    let at = i64::try_from(p.number()?).ok()?;
+    let at_ms = if negative { at.checked_neg()? } else { at };
+    if negative && at == 0 {
+        return None; // "-0": leave it to serde_json
+    }
+    p.lit(b",\"kind\":\"")?;
+    let kind = p.raw_str(line)?;
+    p.lit(b",\"actor\":\"")?;
+    let actor = p.raw_str(line)?;
+    p.lit(b",\"subject\":\"")?;
+    let subject = p.raw_str(line)?;
+    p.lit(b",\"detail\":\"")?;
+    detail_buf.clear();
+    p.escaped_str(line, detail_buf)?;
+    p.lit(b",\"hash\":\"")?;
+    let hash = p.raw_str(line)?;
+    p.lit(b"}}")?;
+    (p.1 == p.0.len()).then_some(FastEntry {
+        seq,
+        at_ms,
+        kind,
+        actor,
+        subject,
+        detail_len: detail_buf.len(),
+        hash,
+    })
+}
+
+struct Cursor<'a>(&'a [u8], usize);
+
+impl Cursor<'_> {
+    fn lit(&mut self, text: &[u8]) -> Option<()> {
+        let end = self.1 + text.len();
+        (self.0.get(self.1..end)? == text).then(|| self.1 = end)
+    }
+
+    /// `0` or `[1-9][0-9]{0,17}`.
+    fn number(&mut self) -> Option<u64> {
+        let digits = self.0[self.1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 18 || (digits > 1 && self.0[self.1] == b'0') {
+            return None;
+        }
+        let mut value = 0u64;
+        for &b in &self.0[self.1..self.1 + digits] {
+            value = value * 10 + u64::from(b - b'0');
+        }
+        self.1 += digits;
+        Some(value)
+    }
+
+    /// A string's content up to its closing quote, which must come before any `\` or control
+    /// character; the cursor ends past the quote.
+    fn raw_str<'l>(&mut self, line: &'l str) -> Option<&'l str> {
+        let start = self.1;
+        let len = self.0[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.0[start + len] != b'"' {
+            return None;
+        }
+        self.1 = start + len + 1;
+        line.get(start..start + len)
+    }
+
+    /// A string with `\"` and `\\` escapes (any other escape or a control character: `None`),
+    /// unescaped into `out`; the cursor ends past the closing quote.
+    fn escaped_str(&mut self, line: &str, out: &mut String) -> Option<()> {
+        loop {
+            let start = self.1;
+            let len = self.0[start..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            out.push_str(line.get(start..start + len)?);
+            self.1 = start + len;
+            match self.0[self.1] {
+                b'"' => {
+                    self.1 += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    let escaped = *self.0.get(self.1 + 1)?;
+                    if escaped != b'"' && escaped != b'\\' {
+                        return None;
+                    }
+                    out.push(escaped as char);
+                    self.1 += 2;
+                }
+                _ => return None,
+            }
         }
     }
 }

@@ -819,7 +819,11 @@ fn verify_sequential(file: &[u8]) -> Result<Report, VerifyError> {
 fn multi_chunk_export() -> (Vec<String>, Digest) {
     let n = (3 * crate::pipeline::CHUNK as u64 + CHUNK_SLACK) / 190;
     let (file, head) = export(&key(), n, 64);
-    assert!(file.len() > 3 * crate::pipeline::CHUNK, "{} bytes", file.len());
+    assert!(
+        file.len() > 3 * crate::pipeline::CHUNK,
+        "{} bytes",
+        file.len()
+    );
     (lines(&file), head)
 }
 const CHUNK_SLACK: u64 = 512 * 1024;
@@ -849,7 +853,11 @@ fn a_multi_chunk_export_verifies_like_the_sequential_verifier() {
     assert_eq!(report.head, head);
     assert_eq!(Ok(report.clone()), verify_sequential(&file));
     assert_eq!(report.last_seq, report.entries);
-    assert_eq!(report.checkpoints, report.entries.div_ceil(64), "{report:?}");
+    assert_eq!(
+        report.checkpoints,
+        report.entries.div_ceil(64),
+        "{report:?}"
+    );
     // Through a reader whose reads are short and uneven, as from a pipe.
     struct Trickle<'a>(&'a [u8], usize);
     impl Read for Trickle<'_> {
@@ -998,9 +1006,77 @@ fn hex_values_decode_in_either_case_and_bad_digits_are_refused() {
     ] {
         match decode_hex::<32>(&bad, "hash", 4) {
             Err(VerifyError::Malformed { line: 4, reason }) => {
-                assert!(reason.starts_with("hash: expected 64 hex digits"), "{reason}")
+                assert!(
+                    reason.starts_with("hash: expected 64 hex digits"),
+                    "{reason}"
+                )
             }
             other => panic!("{bad:?}: expected Malformed, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn the_fast_entry_parser_agrees_with_serde_json_or_steps_aside() {
+    use crate::export::{parse_json, RecordIn};
+    use crate::pipeline::fast_entry;
+    let h = "ab".repeat(32);
+    let line = |seq: &str, at: &str, kind: &str, detail: &str, hash: &str| {
+        format!(
+            "{{\"entry\":{{\"seq\":{seq},\"at_ms\":{at},\"kind\":\"{kind}\",\"actor\":\"user:7\",\
+             \"subject\":\"key:204\",\"detail\":\"{detail}\",\"hash\":\"{hash}\"}}}}"
+        )
+    };
+    let cases = [
+        (
+            line("1", "1700000000000", "grant", r#"{\"via\":\"badge\"}"#, &h),
+            true,
+        ),
+        (
+            line("0", "-5", "gr\u{e9}nt \u{1F511}", r#"a\\b\"c"#, &h),
+            true,
+        ),
+        (line("999999999999999999", "0", "x", "", &h), true),
+        // Everything else is serde_json's to accept or refuse.
+        (line("01", "1", "x", "", &h), false),
+        (line("1", "-0", "x", "", &h), false),
+        (line("1", "1", "x", r"\n", &h), false),
+        (line("1", "1", "x", r"\u0041", &h), false),
+        (line("1", "1", "x", r"\/", &h), false),
+        (line("1", "1", "a\tb", "", &h), false),
+        (line("1", "1", "x\\\"y", "", &h), false),
+        (line("1", "1", "x", "", "zz"), true), // accepted here; the hex check refuses it
+        (line("1234567890123456789", "1", "x", "", &h), false),
+        (
+            line("1", "1", "x", "", &h).replace("\"seq\":1,", "\"seq\": 1,"),
+            false,
+        ),
+        (line("1", "1", "x", "", &h) + " ", false),
+        (
+            line("1", "1", "x", "", &h).replace(",\"hash\"", ",\"extra\":1,\"hash\""),
+            false,
+        ),
+    ];
+    let mut buf = String::new();
+    for (text, fast) in cases {
+        let got = fast_entry(&text, &mut buf);
+        assert_eq!(got.is_some(), fast, "{text}");
+        let Some(got) = got else { continue };
+        let Ok(RecordIn::Entry(e)) = parse_json::<RecordIn<'_>>(text.as_bytes(), 2) else {
+            panic!("serde_json refuses what the fast path read: {text}");
+        };
+        assert_eq!(
+            (
+                got.seq,
+                got.at_ms,
+                got.kind,
+                got.actor,
+                got.subject,
+                got.hash
+            ),
+            (e.seq, e.at_ms, &*e.kind, &*e.actor, &*e.subject, &*e.hash),
+            "{text}"
+        );
+        assert_eq!(&buf[..got.detail_len], &*e.detail, "{text}");
     }
 }
