@@ -13,6 +13,7 @@ packages=(
     python3 python3-aiosmtpd
     # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
     rsyslog rsyslog-openssl
+    sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -125,6 +125,7 @@ mod entry;
 mod error;
 mod export;
 mod key;
+mod pipeline;
 mod verify;
 
 pub use checkpoint::Checkpoint;

@@ -772,3 +772,311 @@ fn public_keys_parse_from_hex() {
     });
     assert!(off_curve.is_some());
 }
+
+// ---- the pipelined verifier: chunks, workers, in-order checking ----
+
+/// The sequential verifier `verify_export` was before the pipeline: each line read, parsed and
+/// fed to the [`Verifier`] in turn. The pipeline must give the same result on any input.
+fn verify_sequential(file: &[u8]) -> Result<Report, VerifyError> {
+    use crate::export::{decode_hex, parse_header, parse_json, Lines, RecordIn};
+    let mut lines = Lines::new(file);
+    let Some((_, header)) = lines.next()? else {
+        return Err(VerifyError::Malformed {
+            line: 1,
+            reason: "missing header line: the file is empty".to_owned(),
+        });
+    };
+    let mut verifier = parse_header(header, Some(&key().verifying_key()))?;
+    while let Some((line_no, line)) = lines.next()? {
+        match parse_json::<RecordIn<'_>>(line, line_no)? {
+            RecordIn::Entry(e) => {
+                let hash = decode_hex::<32>(&e.hash, "hash", line_no)?;
+                let entry = Entry {
+                    seq: e.seq,
+                    at_ms: e.at_ms,
+                    kind: e.kind.into_owned(),
+                    actor: e.actor.into_owned(),
+                    subject: e.subject.into_owned(),
+                    detail: e.detail.into_owned(),
+                };
+                verifier.entry(&entry, &hash)?;
+            }
+            RecordIn::Checkpoint(c) => {
+                let cp = Checkpoint {
+                    seq: c.seq,
+                    hash: decode_hex::<32>(&c.hash, "hash", line_no)?,
+                    at_ms: c.at_ms,
+                    signature: decode_hex::<64>(&c.signature, "signature", line_no)?,
+                };
+                verifier.checkpoint(&cp)?;
+            }
+        }
+    }
+    verifier.finish()
+}
+
+/// An export spanning more than three pipeline chunks (about 3.5 MiB), checkpoints every 64.
+fn multi_chunk_export() -> (Vec<String>, Digest) {
+    let n = (3 * crate::pipeline::CHUNK as u64 + CHUNK_SLACK) / 190;
+    let (file, head) = export(&key(), n, 64);
+    assert!(
+        file.len() > 3 * crate::pipeline::CHUNK,
+        "{} bytes",
+        file.len()
+    );
+    (lines(&file), head)
+}
+const CHUNK_SLACK: u64 = 512 * 1024;
+
+/// Index (0-based) of the line holding byte `offset` of the file.
+fn line_at(lines: &[String], offset: usize) -> usize {
+    let mut at = 0;
+    for (i, line) in lines.iter().enumerate() {
+        at += line.len() + 1;
+        if at > offset {
+            return i;
+        }
+    }
+    lines.len() - 1
+}
+
+fn entry_seq(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"entry\":{\"seq\":")?;
+    rest[..rest.find(',')?].parse().ok()
+}
+
+#[test]
+fn a_multi_chunk_export_verifies_like_the_sequential_verifier() {
+    let (l, head) = multi_chunk_export();
+    let file = join(&l);
+    let report = verify(&file).expect("verifies");
+    assert_eq!(report.head, head);
+    assert_eq!(Ok(report.clone()), verify_sequential(&file));
+    assert_eq!(report.last_seq, report.entries);
+    assert_eq!(
+        report.checkpoints,
+        report.entries.div_ceil(64),
+        "{report:?}"
+    );
+    // Through a reader whose reads are short and uneven, as from a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 = (self.1 * 7 + 3) % 9000 + 1;
+            let n = buf.len().min(self.1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let trickled = verify_export(
+        io::BufReader::with_capacity(100, Trickle(&file, 1)),
+        Some(&key().verifying_key()),
+    );
+    assert_eq!(trickled, Ok(report));
+}
+
+#[test]
+fn tampering_at_chunk_boundaries_and_in_later_chunks_is_reported_at_its_line() {
+    let (l, _) = multi_chunk_export();
+    // Lines around the second and third chunk boundaries (the first entry of a chunk is hashed
+    // by the verifier itself, the others by workers), and one deep in the last chunk.
+    let mut targets = Vec::new();
+    for boundary in [crate::pipeline::CHUNK, 2 * crate::pipeline::CHUNK] {
+        let at = line_at(&l, boundary);
+        targets.extend(at - 2..=at + 2);
+    }
+    targets.push(l.len() - 10);
+    for i in targets {
+        let Some(seq) = entry_seq(&l[i]) else {
+            continue;
+        };
+        let check = |tampered: Vec<String>, expected: VerifyError| {
+            let file = join(&tampered);
+            let got = verify(&file);
+            assert_eq!(got, Err(expected), "line {}", i + 1);
+            assert_eq!(got, verify_sequential(&file), "line {}", i + 1);
+        };
+        // An edited field.
+        let mut t = l.clone();
+        t[i] = t[i].replace("\"actor\":\"user:7\"", "\"actor\":\"user:8\"");
+        check(t, VerifyError::EditedEntry { seq });
+        // A deleted entry line.
+        let mut t = l.clone();
+        t.remove(i);
+        let next_is_entry = entry_seq(&t[i]).is_some();
+        let got = verify(&join(&t));
+        assert_eq!(got, verify_sequential(&join(&t)), "line {}", i + 1);
+        if next_is_entry {
+            assert_eq!(
+                got,
+                Err(VerifyError::MissingEntries {
+                    expected: seq,
+                    found: seq + 1
+                })
+            );
+        }
+        // A malformed line names its line.
+        let mut t = l.clone();
+        t[i].insert_str(1, "\"x\":1,");
+        let got = verify(&join(&t));
+        assert_eq!(malformed_line(got), i as u64 + 1);
+        // The first error in the file wins: an edit here and a malformed line later.
+        let mut t = l.clone();
+        t[i] = t[i].replace("\"at_ms\":", "\"at_ms\":1");
+        let last = t.len() - 2;
+        t[last] = "{".to_owned();
+        check(t, VerifyError::EditedEntry { seq });
+    }
+    // A forged checkpoint deep in the file.
+    let i = (l.len() * 3 / 4..l.len())
+        .find(|&i| l[i].starts_with("{\"checkpoint\""))
+        .expect("a checkpoint line");
+    let mut t = l.clone();
+    let pos = t[i].find("\"signature\":\"").unwrap() + 13;
+    let flipped = if &t[i][pos..pos + 1] == "0" { "1" } else { "0" };
+    t[i].replace_range(pos..pos + 1, flipped);
+    let seq = entry_seq(&l[i - 1]).unwrap();
+    assert_eq!(verify(&join(&t)), Err(VerifyError::BadSignature { seq }));
+}
+
+#[test]
+fn a_read_error_after_several_chunks_names_the_line_being_read() {
+    struct Failing<'a>(&'a [u8]);
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::other("disk on fire"));
+            }
+            self.0.read(buf)
+        }
+    }
+    let (l, _) = multi_chunk_export();
+    // Every line intact, then the read fails: the error comes after the chain was checked.
+    let whole = join(&l[..l.len() - 5]);
+    let got = verify_export(io::BufReader::new(Failing(&whole)), None);
+    match got {
+        Err(VerifyError::Read { line, reason }) => {
+            assert_eq!(line, l.len() as u64 - 4);
+            assert!(reason.contains("disk on fire"));
+        }
+        other => panic!("expected a read error, got {other:?}"),
+    }
+    // A tampered entry before the failure is reported first.
+    let mut t = l[..l.len() - 5].to_vec();
+    let i = t.len() / 2;
+    let i = (i..t.len()).find(|&i| entry_seq(&t[i]).is_some()).unwrap();
+    let seq = entry_seq(&t[i]).unwrap();
+    t[i] = t[i].replace("\"kind\":\"grant\"", "\"kind\":\"grunt\"");
+    let bytes = join(&t);
+    assert_eq!(
+        verify_export(io::BufReader::new(Failing(&bytes)), None),
+        Err(VerifyError::EditedEntry { seq })
+    );
+}
+
+#[test]
+fn an_overlong_line_after_several_chunks_names_its_line() {
+    let (mut l, _) = multi_chunk_export();
+    let i = l.len() - 3;
+    l[i] = " ".repeat(MAX_LINE_LEN + 1);
+    assert_eq!(malformed_line(verify(&join(&l))), i as u64 + 1);
+    // Exactly the limit is a line like any other (here: not JSON).
+    l[i] = " ".repeat(MAX_LINE_LEN);
+    match verify(&join(&l)) {
+        Err(VerifyError::Malformed { line, reason }) => {
+            assert_eq!(line, i as u64 + 1);
+            assert!(!reason.contains("longer"), "{reason}");
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn hex_values_decode_in_either_case_and_bad_digits_are_refused() {
+    use crate::export::decode_hex;
+    let lower = "00ff10aB".to_owned() + &"9c".repeat(28);
+    let got = decode_hex::<32>(&lower, "hash", 4).unwrap();
+    assert_eq!(got[..4], [0x00, 0xff, 0x10, 0xab]);
+    assert_eq!(got, hex32(&lower));
+    for bad in [
+        "0g".to_owned() + &"00".repeat(31),
+        "00".repeat(31),
+        "00".repeat(33),
+        " 0".to_owned() + &"00".repeat(31),
+        "é".to_owned() + &"00".repeat(31),
+    ] {
+        match decode_hex::<32>(&bad, "hash", 4) {
+            Err(VerifyError::Malformed { line: 4, reason }) => {
+                assert!(
+                    reason.starts_with("hash: expected 64 hex digits"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{bad:?}: expected Malformed, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_fast_entry_parser_agrees_with_serde_json_or_steps_aside() {
+    use crate::export::{parse_json, RecordIn};
+    use crate::pipeline::fast_entry;
+    let h = "ab".repeat(32);
+    let line = |seq: &str, at: &str, kind: &str, detail: &str, hash: &str| {
+        format!(
+            "{{\"entry\":{{\"seq\":{seq},\"at_ms\":{at},\"kind\":\"{kind}\",\"actor\":\"user:7\",\
+             \"subject\":\"key:204\",\"detail\":\"{detail}\",\"hash\":\"{hash}\"}}}}"
+        )
+    };
+    let cases = [
+        (
+            line("1", "1700000000000", "grant", r#"{\"via\":\"badge\"}"#, &h),
+            true,
+        ),
+        (
+            line("0", "-5", "gr\u{e9}nt \u{1F511}", r#"a\\b\"c"#, &h),
+            true,
+        ),
+        (line("999999999999999999", "0", "x", "", &h), true),
+        // Everything else is serde_json's to accept or refuse.
+        (line("01", "1", "x", "", &h), false),
+        (line("1", "-0", "x", "", &h), false),
+        (line("1", "1", "x", r"\n", &h), false),
+        (line("1", "1", "x", r"\u0041", &h), false),
+        (line("1", "1", "x", r"\/", &h), false),
+        (line("1", "1", "a\tb", "", &h), false),
+        (line("1", "1", "x\\\"y", "", &h), false),
+        (line("1", "1", "x", "", "zz"), true), // accepted here; the hex check refuses it
+        (line("1234567890123456789", "1", "x", "", &h), false),
+        (
+            line("1", "1", "x", "", &h).replace("\"seq\":1,", "\"seq\": 1,"),
+            false,
+        ),
+        (line("1", "1", "x", "", &h) + " ", false),
+        (
+            line("1", "1", "x", "", &h).replace(",\"hash\"", ",\"extra\":1,\"hash\""),
+            false,
+        ),
+    ];
+    let mut buf = String::new();
+    for (text, fast) in cases {
+        let got = fast_entry(&text, &mut buf);
+        assert_eq!(got.is_some(), fast, "{text}");
+        let Some(got) = got else { continue };
+        let Ok(RecordIn::Entry(e)) = parse_json::<RecordIn<'_>>(text.as_bytes(), 2) else {
+            panic!("serde_json refuses what the fast path read: {text}");
+        };
+        assert_eq!(
+            (
+                got.seq,
+                got.at_ms,
+                got.kind,
+                got.actor,
+                got.subject,
+                got.hash
+            ),
+            (e.seq, e.at_ms, &*e.kind, &*e.actor, &*e.subject, &*e.hash),
+            "{text}"
+        );
+        assert_eq!(&buf[..got.detail_len], &*e.detail, "{text}");
+    }
+}

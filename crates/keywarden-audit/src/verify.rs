@@ -24,6 +24,20 @@ pub struct Report {
     pub key_hex: String,
 }
 
+/// How an entry's hash is obtained.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EntryHash<'a> {
+    /// From the fields, chained to the verifier's head.
+    Fields(EntryRef<'a>),
+    /// Computed already, chained to `prev` (the previous entry's stored hash).
+    Chained {
+        /// The hash it was chained to.
+        prev: Digest,
+        /// The entry's hash.
+        hash: Digest,
+    },
+}
+
 /// A forward jump in seq, not yet classified: the next item tells a deletion from a reordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Gap {
@@ -91,16 +105,44 @@ impl Verifier {
         entry: EntryRef<'_>,
         stored_hash: &Digest,
     ) -> Result<(), VerifyError> {
+        self.entry_hashed(entry.seq, EntryHash::Fields(entry), stored_hash)
+    }
+
+    /// [`entry`](Verifier::entry) with the hash computed elsewhere (the export pipeline's
+    /// workers) or from borrowed fields.
+    pub(crate) fn entry_hashed(
+        &mut self,
+        seq: u64,
+        hash: EntryHash<'_>,
+        stored_hash: &Digest,
+    ) -> Result<(), VerifyError> {
         self.sticky()?;
-        let result = self.step_entry(entry, stored_hash);
+        let result = self.step_entry(seq, hash, stored_hash);
         self.record(result)
     }
 
     /// Feeds the next checkpoint; it must cover the entry just fed.
     pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), VerifyError> {
         self.sticky()?;
-        let result = self.step_checkpoint(cp);
+        let result = self.step_checkpoint(cp, cp.verify(&self.key));
         self.record(result)
+    }
+
+    /// [`checkpoint`](Verifier::checkpoint) with the signature already checked against
+    /// [`Verifier::key`] (`signature` is that check's result).
+    pub(crate) fn checkpoint_checked(
+        &mut self,
+        cp: &Checkpoint,
+        signature: Result<(), VerifyError>,
+    ) -> Result<(), VerifyError> {
+        self.sticky()?;
+        let result = self.step_checkpoint(cp, signature);
+        self.record(result)
+    }
+
+    /// The key checkpoints must be signed with.
+    pub(crate) fn key(&self) -> &VerifyingKey {
+        &self.key
     }
 
     /// The verdict: the trail holds at least one entry, the chain is unbroken and a valid
@@ -146,13 +188,18 @@ impl Verifier {
         result
     }
 
-    fn step_entry(&mut self, entry: EntryRef<'_>, stored_hash: &Digest) -> Result<(), VerifyError> {
+    fn step_entry(
+        &mut self,
+        seq: u64,
+        hash: EntryHash<'_>,
+        stored_hash: &Digest,
+    ) -> Result<(), VerifyError> {
         if let Some(gap) = self.gap {
             // The entry after a jump decides what the jump was.
-            return Err(if entry.seq < gap.found {
+            return Err(if seq < gap.found {
                 VerifyError::OutOfOrder {
                     previous: gap.found,
-                    found: entry.seq,
+                    found: seq,
                 }
             } else {
                 VerifyError::MissingEntries {
@@ -161,33 +208,44 @@ impl Verifier {
                 }
             });
         }
-        if entry.seq <= self.last_seq {
+        if seq <= self.last_seq {
             return Err(VerifyError::OutOfOrder {
                 previous: self.last_seq,
-                found: entry.seq,
+                found: seq,
             });
         }
-        if entry.seq - self.last_seq > 1 {
+        if seq - self.last_seq > 1 {
             // Deleted entries, or the first of two swapped ones: the next item tells.
             self.gap = Some(Gap {
                 expected: self.last_seq + 1,
-                found: entry.seq,
+                found: seq,
             });
             return Ok(());
         }
-        let hash = entry.hash(&self.head);
+        let hash = match hash {
+            EntryHash::Fields(entry) => entry.hash(&self.head),
+            // Computed on the previous entry's stored hash, which is the head whenever the
+            // previous entry verified; when it did not, the verifier has failed already and
+            // never gets here. Refuse rather than trust a hash of another chain position.
+            EntryHash::Chained { prev, hash } if prev == self.head => hash,
+            EntryHash::Chained { .. } => return Err(VerifyError::EditedEntry { seq }),
+        };
         if hash != *stored_hash {
-            return Err(VerifyError::EditedEntry { seq: entry.seq });
+            return Err(VerifyError::EditedEntry { seq });
         }
-        self.last_seq = entry.seq;
+        self.last_seq = seq;
         self.head = hash;
         self.entries += 1;
         Ok(())
     }
 
-    fn step_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), VerifyError> {
+    fn step_checkpoint(
+        &mut self,
+        cp: &Checkpoint,
+        signature: Result<(), VerifyError>,
+    ) -> Result<(), VerifyError> {
         // Authenticity first: a forged checkpoint is reported as such wherever it sits.
-        cp.verify(&self.key)?;
+        signature?;
         if let Some(gap) = self.gap {
             return if cp.seq < gap.found {
                 Err(VerifyError::OutOfOrder {
