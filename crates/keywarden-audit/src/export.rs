@@ -309,7 +309,10 @@ impl CheckpointIn<'_> {
 }
 
 /// Checks the header (line 1) and starts the verifier it describes.
-pub(crate) fn parse_header(line: &[u8], trusted: Option<&VerifyingKey>) -> Result<Verifier, VerifyError> {
+pub(crate) fn parse_header(
+    line: &[u8],
+    trusted: Option<&VerifyingKey>,
+) -> Result<Verifier, VerifyError> {
     let header = parse_header_at(line, 1, trusted)?;
     Ok(Verifier::new(
         header.key,

@@ -13,9 +13,9 @@
 //!    keyed by a hash of the generator's inputs (event count, seed, this file, the schema), so
 //!    a re-run reuses it.
 //! 2. **Size**: database bytes per event, by table and index (SQLite's `dbstat`).
-//! 3. **Reports**: each report's SQL timed in process (rusqlite, as `reports` runs it) next to
-//!    the same SQL run by the `sqlite3` CLI on the same file ([`REPORTS`], filled in when the
-//!    reports land).
+//! 3. **Reports**: each report as policyd produces it (`reports::run`: statement, CSV
+//!    formatting, written to /dev/null) next to the same statement with the same parameters run
+//!    by `sqlite3 -csv` on the same file ([`report_cases`]).
 //! 4. **Verification**: `sha256sum FILE` and `keywarden audit verify FILE --key HEX` (the
 //!    release CLI, built first) on the same export, warm in the page cache, alternated, three
 //!    runs each; medians, MB/s and the ratio.
@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jiff::tz::TimeZone;
 use keywarden_policyd::model::UnixTime;
+use keywarden_policyd::reports::{self, Format, Query, ReportKind};
 use sha2::{Digest as _, Sha256};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -41,36 +43,80 @@ const GENERATOR_VERSION: u32 = 1;
 // Reports: the place where the reports module plugs in.
 // ---------------------------------------------------------------------------------------------
 
-/// One report to time: its SQL (one statement, named parameters), the parameters, and
-/// optionally a command line that produces the same report end to end (e.g. `keywarden report
-/// ...` against a running service), timed as well when not empty.
+/// One report to time: the query as `keywarden report` sends it to policyd.
 pub struct ReportCase {
     /// Shown in the table.
-    pub name: &'static str,
-    /// The report's SQL (a `keywarden_policyd::reports` constant).
-    pub sql: &'static str,
-    /// Named parameters (`:from`, ...) with their values.
-    pub params: Vec<(&'static str, Param)>,
-    /// A command to time too (program and arguments); empty for none.
-    pub cli_args: Vec<String>,
+    pub name: String,
+    /// The report, its filters and range (format CSV).
+    pub query: Query,
 }
 
-/// A parameter value.
+/// A parameter value for the `sqlite3` CLI.
 #[derive(Debug, Clone)]
 pub enum Param {
-    /// An integer (times in Unix seconds or milliseconds, ids, limits).
+    /// An integer (times in Unix milliseconds, limits).
     Int(i64),
     /// Text.
     Text(String),
+    /// SQL NULL (no filter).
+    Null,
 }
 
-/// LEAD: plug the reports in here once `keywarden_policyd::reports` is merged, e.g.
-/// `ReportCase { name: "key history", sql: reports::KEY_HISTORY, params: vec![(":key",
-/// Param::Text("A101".into())), (":from", Param::Int(START)), ...], cli_args: vec![] }`.
-/// `span` is the generated history's (first, last) event time, Unix seconds.
+/// The reports timed: every kind, over all ten years, plus the unit report and the denials over
+/// one year (the usual "last year" question). `span` is the history's (first, last) event time.
 fn report_cases(span: (UnixTime, UnixTime)) -> Vec<ReportCase> {
-    let _ = span;
-    Vec::new()
+    let case = |name: &str, kind: ReportKind, edit: &dyn Fn(&mut Query)| {
+        let mut query = Query::new(kind);
+        query.format = Format::Csv;
+        edit(&mut query);
+        ReportCase {
+            name: name.to_owned(),
+            query,
+        }
+    };
+    let last_year = |q: &mut Query| {
+        q.from_ms = Some((span.1 - 365 * 86_400) * 1000);
+        q.to_ms = Some(span.1 * 1000 + 1);
+    };
+    vec![
+        case("keys-out", ReportKind::KeysOut, &|_| {}),
+        case("key 1207 (unit report)", ReportKind::Key, &|q| {
+            q.key = Some("1207".into())
+        }),
+        case("key 1207, last year", ReportKind::Key, &|q| {
+            q.key = Some("1207".into());
+            last_year(q);
+        }),
+        case("user maintenance07", ReportKind::User, &|q| {
+            q.user = Some("maintenance07".into())
+        }),
+        case("reasons (summary)", ReportKind::Reasons, &|_| {}),
+        case("reason MAINT", ReportKind::Reason, &|q| {
+            q.reason = Some("MAINT".into())
+        }),
+        case("overdue", ReportKind::Overdue, &|_| {}),
+        case("alarms", ReportKind::Alarms, &|_| {}),
+        case("denials", ReportKind::Denials, &|_| {}),
+        case("denials, last year", ReportKind::Denials, &|q| last_year(q)),
+    ]
+}
+
+/// The named parameters policyd binds for `query` (the reports adapter's rules: no range = all
+/// time, no filter = NULL, no limit = -1).
+fn sql_params(query: &Query, now_ms: i64) -> Vec<(&'static str, Param)> {
+    let text = |v: &Option<String>| v.clone().map_or(Param::Null, Param::Text);
+    vec![
+        (":from_ms", Param::Int(query.from_ms.unwrap_or(0))),
+        (":to_ms", Param::Int(query.to_ms.unwrap_or(i64::MAX))),
+        (":key", text(&query.key)),
+        (":user", text(&query.user)),
+        (":reason", text(&query.reason)),
+        (":now_ms", Param::Int(now_ms)),
+        (
+            ":limit",
+            Param::Int(query.limit.map_or(-1, |n| n.try_into().unwrap_or(i64::MAX))),
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,7 +214,13 @@ fn run() -> Result<(), BoxError> {
     }
 
     size_rows(&db, events, &mut rows)?;
-    report_rows(&db, &report_cases(span), args.runs, &mut rows)?;
+    report_rows(
+        &db,
+        &report_cases(span),
+        span.1 * 1000,
+        args.runs,
+        &mut rows,
+    )?;
     verify_rows(&export, &device_key, args.runs, &mut rows)?;
 
     println!();
@@ -267,94 +319,69 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Times each report in process (its own read-only connection, all rows stepped) and with the
-/// `sqlite3` CLI on the same file, alternating, `runs` times each; medians and the ratio.
+/// Each report as policyd produces it (`reports::run`: its own read-only connection, the
+/// statement, every row formatted as CSV and written to /dev/null) next to `sqlite3 -readonly
+/// -csv` running the same statement with the same parameters, output to /dev/null. Alternated,
+/// `runs` times each, medians. What this leaves out on our side is the D-Bus call itself (one
+/// round trip and a file descriptor), a constant of about a millisecond.
 fn report_rows(
     db: &Path,
     cases: &[ReportCase],
+    now_ms: i64,
     runs: usize,
     rows: &mut Vec<Row>,
 ) -> Result<(), BoxError> {
-    if cases.is_empty() {
-        rows.push(Row(
-            "reports".into(),
-            "-".into(),
-            "none plugged in yet (report_cases)".into(),
-        ));
-        return Ok(());
-    }
     let sqlite3 = which("sqlite3").ok_or("the sqlite3 CLI is missing (apt install sqlite3)")?;
     // Warm the page cache.
     fs::read(db).map(drop)?;
     for case in cases {
+        let sql = reports::sql(case.query.kind);
         let mut ours = Vec::new();
         let mut cli = Vec::new();
-        let mut end_to_end = Vec::new();
         let mut rows_seen = 0u64;
         for _ in 0..runs {
             let t0 = Instant::now();
-            let conn = rusqlite::Connection::open_with_flags(
-                db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )?;
-            let mut stmt = conn.prepare(case.sql)?;
-            for (name, value) in &case.params {
-                let index = stmt
-                    .parameter_index(name)?
-                    .ok_or_else(|| format!("{}: no parameter {name}", case.name))?;
-                match value {
-                    Param::Int(v) => stmt.raw_bind_parameter(index, v)?,
-                    Param::Text(v) => stmt.raw_bind_parameter(index, v)?,
-                }
-            }
-            let mut q = stmt.raw_query();
-            rows_seen = 0;
-            while let Some(row) = q.next()? {
-                let _ = row.get_ref(0)?;
-                rows_seen += 1;
-            }
+            let conn = reports::open_read_only(db)?;
+            let sink = fs::OpenOptions::new().write(true).open("/dev/null")?;
+            rows_seen = reports::run(&conn, &case.query, now_ms, &TimeZone::UTC, sink)?;
+            drop(conn);
             ours.push(t0.elapsed());
 
             let mut script = String::new();
-            for (name, value) in &case.params {
+            for (name, value) in sql_params(&case.query, now_ms) {
                 match value {
                     Param::Int(v) => script.push_str(&format!(".parameter set {name} {v}\n")),
+                    Param::Null => script.push_str(&format!(".parameter set {name} NULL\n")),
                     Param::Text(v) => script.push_str(&format!(
                         ".parameter set {name} \"'{}'\"\n",
                         v.replace('\'', "''")
                     )),
                 }
             }
-            script.push_str(case.sql.trim().trim_end_matches(';'));
+            script.push_str(sql.trim().trim_end_matches(';'));
             script.push_str(";\n");
             let t0 = Instant::now();
             let mut child = Command::new(&sqlite3)
-                .arg("-readonly")
+                .args(["-readonly", "-csv", "-header"])
                 .arg(db)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()?;
             child
                 .stdin
                 .take()
                 .ok_or("sqlite3 stdin")?
                 .write_all(script.as_bytes())?;
-            let status = child.wait()?;
+            let output = child.wait_with_output()?;
             cli.push(t0.elapsed());
-            if !status.success() {
-                return Err(format!("sqlite3 failed on report {}", case.name).into());
-            }
-
-            if let Some((program, rest)) = case.cli_args.split_first() {
-                let t0 = Instant::now();
-                let status = Command::new(program)
-                    .args(rest)
-                    .stdout(Stdio::null())
-                    .status()?;
-                end_to_end.push(t0.elapsed());
-                if !status.success() {
-                    return Err(format!("{program} failed on report {}", case.name).into());
-                }
+            if !output.status.success() || !output.stderr.is_empty() {
+                return Err(format!(
+                    "sqlite3 failed on report {}: {}",
+                    case.name,
+                    String::from_utf8_lossy(&output.stderr)
+                )
+                .into());
             }
         }
         let (ours, cli) = (median(ours), median(cli));
@@ -367,17 +394,6 @@ fn report_rows(
                 ours.as_secs_f64() / cli.as_secs_f64()
             ),
         ));
-        if !end_to_end.is_empty() {
-            let e = median(end_to_end);
-            rows.push(Row(
-                format!("  {} end to end", case.cli_args.join(" ")),
-                format!("{:.3} s", e.as_secs_f64()),
-                format!(
-                    "ratio to sqlite3 {:.2}x",
-                    e.as_secs_f64() / cli.as_secs_f64()
-                ),
-            ));
-        }
     }
     Ok(())
 }
