@@ -89,19 +89,24 @@ impl PrivateBus {
             .replace("@POLICY_DIR@", &policy_dir.display().to_string());
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).expect("write bus config");
-        let child = Command::new("dbus-daemon")
+        // `--print-address` writes the address once the daemon listens: waiting for that line
+        // (not for the socket file, which exists from bind(), before listen()) means the first
+        // connection is never refused.
+        let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config_path.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdout(Stdio::null())
+            .args(["--nofork", "--nopidfile", "--print-address"])
+            .stdout(Stdio::piped())
             .spawn()
             .expect("dbus-daemon must be installed (apt-get install dbus-daemon)");
+        let stdout = child.stdout.take().expect("dbus-daemon's stdout");
         let daemon = Daemon(child);
-        for _ in 0..500 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("read dbus-daemon's address");
+        assert!(
+            !line.trim().is_empty() && socket.exists(),
+            "dbus-daemon did not start (no address printed)"
+        );
         PrivateBus {
             address: format!("unix:path={}", socket.display()),
             dir,
