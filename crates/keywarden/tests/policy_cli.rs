@@ -460,18 +460,21 @@ fn start_bus() -> (tempfile::TempDir, String, Child) {
         .replace("@POLICY_DIR@", &policy_dir.display().to_string());
     let config_path = dir.path().join("bus.conf");
     std::fs::write(&config_path, config).unwrap();
-    let daemon = Command::new("dbus-daemon")
+    // `--print-address` writes the address once the daemon listens; the socket file exists
+    // from bind(), before listen(), so waiting for the file alone lets a connection be refused.
+    let mut daemon = Command::new("dbus-daemon")
         .arg(format!("--config-file={}", config_path.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stdout(Stdio::null())
+        .args(["--nofork", "--nopidfile", "--print-address"])
+        .stdout(Stdio::piped())
         .spawn()
         .expect("dbus-daemon must be installed (apt-get install dbus-daemon)");
-    for _ in 0..500 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(!line.trim().is_empty(), "dbus-daemon printed no address");
     (dir, format!("unix:path={}", socket.display()), daemon)
 }
 

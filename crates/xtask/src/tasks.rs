@@ -153,7 +153,7 @@ fn cargo_test() -> Result<(Result<()>, u32, u32)> {
     use std::io::{BufRead, BufReader};
     let mut command = cargo();
     command
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .stdout(std::process::Stdio::piped());
     let mut child = command.spawn().map_err(|source| Error::Spawn {
         cmd: cmd::display(&command),
