@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keywarden_testbus::binary;
 use keywarden_testbus::{current_user, Daemon, PrivateBus};
 
 /// How long a screen may take to appear (policyd's result messages stay 5 s).
@@ -26,21 +27,6 @@ const BOB_BADGE: &str = "BOB-5E1D2B0002";
 const SECRETS: &[&str] = &[ALICE_PIN, ALICE_BADGE, BOB_PIN, BOB_BADGE, "7391", "5173"];
 /// policyd's idle prompt (the console's own idle screen says something else).
 const POLICYD_IDLE: &str = "a key's tag to return it";
-
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
 
 /// The console in a detached tmux session on its own server socket; killed on drop.
 struct Tmux {

@@ -934,28 +934,13 @@ fn the_cursor_restarts_at_the_head_when_forgotten_or_ahead() {
     }
 }
 
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
 /// The daemon itself: policyd started with a `[notify]` section on a private bus with hwd on
 /// the sim backend; the door opened while locked (a forced door, decided by policyd's core and
 /// recorded in its audit chain) reaches the webhook.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_sends_a_forced_door_to_the_webhook() {
     use keywarden_dbus::hardware::HardwareSim1Proxy;
-    use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
+    use keywarden_testbus::{binary, current_user, wait_for_name, Daemon, PrivateBus};
 
     let s = setup();
     let p = pki(s.dir.path(), "a");

@@ -511,29 +511,13 @@ async fn a_cabinet_without_a_valid_certificate_is_refused_and_keeps_its_position
     assert_complete(&report, head);
 }
 
-/// The binary next to this test's executable (`cargo test --workspace` builds it).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
 /// The running daemon: policyd (with hwd on the sim backend, on a private bus) reads
 /// `[offsite]` from its policy file and ships what its admin calls record; killed and started
 /// again, it resumes from the position it stored, not from the start.
 #[tokio::test]
 async fn the_running_service_ships_its_trail_and_resumes_after_a_restart() {
     use keywarden_dbus::policy::Policy1Proxy;
-    use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
+    use keywarden_testbus::{binary, current_user, wait_for_name, Daemon, PrivateBus};
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let certs = Certs::new(tmp.path());

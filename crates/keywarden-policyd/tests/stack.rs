@@ -6,34 +6,19 @@
 //! The binaries are found next to this test's executable (`cargo test --workspace` builds them).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use keywarden_dbus::hardware::{Hardware1Proxy, HardwareSim1Proxy};
 use keywarden_dbus::policy::Policy1Proxy;
+use keywarden_testbus::binary;
 use keywarden_testbus::{current_user, wait_for_name, Daemon, PrivateBus};
 use tokio::time::{sleep, timeout};
 use zbus::zvariant::Value;
 
 const T: Duration = Duration::from_secs(15);
 const BOARD: &str = "crates/keywarden-hwd/boards/sim-demo.toml";
-
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
 
 struct Stack {
     bus: PrivateBus,

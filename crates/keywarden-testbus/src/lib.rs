@@ -142,3 +142,20 @@ pub async fn wait_for_name(conn: &zbus::Connection, name: &str, limit: Duration)
     }
     panic!("{name} did not appear on the bus within {limit:?}");
 }
+
+/// A binary of this workspace next to the running test executable (`target/<profile>/NAME`);
+/// panics, saying how to build it, if it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p {name}, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
