@@ -13,6 +13,10 @@ packages=(
     python3 python3-aiosmtpd
     # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
     rsyslog rsyslog-openssl
+    # the appliance image (cargo xtask image / vm / image-repro): root file system, squashfs, EFI
+    # system partition, GPT disk, GRUB, UEFI firmware for QEMU, factory flashing, the local
+    # package repository's index
+    mmdebstrap genimage squashfs-tools dosfstools mtools grub-efi-amd64-bin ovmf bmap-tools apt-utils
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
 )
 missing=()

@@ -34,6 +34,19 @@ const NEEDED: &[(&str, &str)] = &[
         "/usr/lib/python3/dist-packages/aiosmtpd",
         "python3-aiosmtpd",
     ),
+    // The appliance image and its boot test.
+    ("/usr/bin/mmdebstrap", "mmdebstrap"),
+    ("/usr/bin/genimage", "genimage"),
+    ("/usr/bin/mksquashfs", "squashfs-tools"),
+    ("/usr/bin/unsquashfs", "squashfs-tools"),
+    ("/usr/sbin/mkfs.vfat", "dosfstools"),
+    ("/usr/bin/mcopy", "mtools"),
+    ("/usr/bin/grub-mkimage", "grub-common"),
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    ("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
+    ("/usr/bin/bmaptool", "bmap-tools"),
+    ("/usr/bin/apt-ftparchive", "apt-utils"),
 ];
 
 /// Makes sure every needed host file exists, installing packages if not.

@@ -5,7 +5,11 @@
 //!   boots it under QEMU (TCG) and reports every scenario; fails on any failure or crash.
 //! - `vm-bench`: the same VM running the latency benchmark.
 //! - `vm-smoke`: the same VM checking devices and the bus only (no daemon).
-//! - `test`: the one test command: `cargo test --workspace`, then `vm-test`.
+//! - `test`: the one test command: `cargo test --workspace`, `vm-test`, then the image (build,
+//!   `vm-boot-test`, `image-repro`) and the Yocto layer's checks.
+//! - `image`: the appliance disk image and its outputs (see `image/mod.rs`).
+//! - `vm`: boots the image in QEMU on this terminal; `vm-boot-test` flashes it with bmaptool
+//!   and checks a boot; `image-repro` builds it again elsewhere and compares.
 //! - `demo`: the host demo on the `sim` backend (see `demo/mod.rs`).
 //!
 //! Exit codes: 0 success, 1 a test or scenario failed, 2 the harness itself failed.
@@ -15,6 +19,7 @@ mod console;
 mod demo;
 mod error;
 mod host;
+mod image;
 mod initramfs;
 mod kernel;
 mod qemu;
@@ -42,6 +47,14 @@ enum Task {
     VmSmoke(tasks::VmArgs),
     /// Run every test: unit and integration tests, then the VM scenarios.
     Test(tasks::VmArgs),
+    /// Build the appliance disk image (and its .bmap, OTA bundle, manifest, SHA256SUMS).
+    Image(image::ImageArgs),
+    /// Boot the appliance image in QEMU with the serial console on this terminal.
+    Vm(image::vm::VmArgs),
+    /// Flash the image with bmaptool, boot it twice (power cut between) and check every service.
+    VmBootTest(image::vm::BootTestArgs),
+    /// Build the image again from a clean clone elsewhere and compare the outputs byte for byte.
+    ImageRepro(image::repro::ReproArgs),
     /// Run the stack on the host against the sim backend, on a private bus: at a terminal, the
     /// console and a sim> prompt in tmux; otherwise (or with --scripted) a scripted walkthrough.
     Demo(demo::DemoArgs),
@@ -57,6 +70,10 @@ fn main() -> ExitCode {
         Task::VmBench(args) => tasks::vm(qemu::Mode::Bench, &args).map(drop),
         Task::VmSmoke(args) => tasks::vm(qemu::Mode::Smoke, &args).map(drop),
         Task::Test(args) => tasks::test(&args),
+        Task::Image(args) => image::run(&args),
+        Task::Vm(args) => image::vm::run(&args),
+        Task::VmBootTest(args) => image::vm::boot_test(&args).and_then(tasks::counted),
+        Task::ImageRepro(args) => image::repro::run(&args).and_then(tasks::counted),
         Task::Demo(args) => demo::run(&cmd::workspace_root(), &args),
         Task::DemoPrompt(args) => demo::prompt::run(&args),
     };

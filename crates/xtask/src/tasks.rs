@@ -23,31 +23,104 @@ pub fn vm(mode: Mode, args: &VmArgs) -> Result<()> {
     verdict(mode, &boot(mode, args)?)
 }
 
-/// `cargo test --workspace`, then the VM scenarios even if the former failed. Prints
-/// `N passed, N failed` (the VM scenarios) last; fails if anything failed.
+/// The one test command: `cargo test --workspace`, the VM scenarios, then the appliance image
+/// (build, flash and boot test, reproducibility) and the Yocto layer's checks. Every stage runs
+/// even if an earlier one failed. Prints `N passed, N failed` last; fails if anything failed.
 pub fn test(args: &VmArgs) -> Result<()> {
     // The host tests need their servers (dbus-daemon, rsyslog, aiosmtpd, tmux) before they run.
     crate::host::ensure_tools()?;
+    let mut stages: Vec<(&str, usize, usize, Option<Error>)> = Vec::new();
     let (unit, unit_passed, unit_failed) = cargo_test()?;
-    if let Err(e) = &unit {
-        eprintln!("xtask: cargo test: {e}");
-    }
+    stages.push((
+        "cargo test",
+        unit_passed as usize,
+        unit_failed as usize,
+        unit.err(),
+    ));
+
     let tally = boot(Mode::Test, args);
     let counts = tally.as_ref().map_or((0, 0), |t| (t.passed, t.failed));
     let vm = tally.and_then(|t| verdict(Mode::Test, &t));
-    if let Err(e) = &vm {
-        eprintln!("xtask: VM scenarios: {e}");
-    }
-    println!("xtask: cargo test {unit_passed} passed, {unit_failed} failed; VM scenarios {} passed, {} failed", counts.0, counts.1);
-    println!(
-        "{} passed, {} failed",
-        unit_passed + counts.0,
-        unit_failed + counts.1
+    stages.push((
+        "VM scenarios",
+        counts.0 as usize,
+        counts.1 as usize,
+        vm.err(),
+    ));
+
+    let image = crate::image::build(
+        &crate::cmd::workspace_root(),
+        &crate::image::ImageArgs {
+            out: None,
+            board: "qemu".into(),
+            signing_key: None,
+            update_lock: false,
+        },
     );
-    match (unit, vm) {
-        (Ok(()), Ok(())) => Ok(()),
-        (_, Err(e)) => Err(e),
-        (Err(_), _) => Err(Error::TestsFailed("cargo test --workspace failed".into())),
+    match image {
+        Ok(_) => {
+            let boot = crate::image::vm::boot_test(&crate::image::vm::BootTestArgs {
+                image: None,
+                timeout: 300,
+                verbose: args.verbose,
+            });
+            stages.push(stage_of("image boot test", boot));
+            let repro = crate::image::repro::run(&crate::image::repro::ReproArgs { keep: false });
+            stages.push(stage_of("image reproducibility", repro));
+        }
+        Err(e) => stages.push(("image build", 0, 1, Some(e))),
+    }
+    let layer = cmd::run(&mut std::process::Command::new(
+        crate::cmd::workspace_root().join("recipes/lint.sh"),
+    ));
+    stages.push(match layer {
+        Ok(()) => ("Yocto layer checks", 1, 0, None),
+        Err(e) => ("Yocto layer checks", 0, 1, Some(e)),
+    });
+
+    let (mut passed, mut failed) = (0, 0);
+    let mut first_error = None;
+    for (name, p, f, error) in stages {
+        println!("xtask: {name}: {p} passed, {f} failed");
+        if let Some(e) = error {
+            eprintln!("xtask: {name}: {e}");
+            first_error.get_or_insert(e);
+        }
+        passed += p;
+        failed += f;
+    }
+    println!("{passed} passed, {failed} failed");
+    match first_error {
+        Some(e) => Err(e),
+        None if failed > 0 => Err(Error::TestsFailed(format!("{failed} failed"))),
+        None => Ok(()),
+    }
+}
+
+/// A stage that returns (passed, failed) counts.
+fn stage_of(
+    name: &'static str,
+    result: Result<(usize, usize)>,
+) -> (&'static str, usize, usize, Option<Error>) {
+    match result {
+        Ok((p, f)) => (
+            name,
+            p,
+            f,
+            (f > 0).then(|| Error::TestsFailed(format!("{name}: {f} failed"))),
+        ),
+        Err(e) => (name, 0, 1, Some(e)),
+    }
+}
+
+/// Ends a task that counted checks: fails if any failed.
+pub fn counted((passed, failed): (usize, usize)) -> Result<()> {
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Error::TestsFailed(format!(
+            "{passed} passed, {failed} failed"
+        )))
     }
 }
 
