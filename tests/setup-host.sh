@@ -14,6 +14,7 @@ packages=(
     # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
     rsyslog rsyslog-openssl
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
+    python3-venv  # recipes/lint.sh: oelint-adv (PyPI) in a cached venv for the Yocto layer's lint
 )
 missing=()
 for p in "${packages[@]}"; do
