@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Lint meta-keywarden and check it against the repository (bitbake cannot run here):
-#   1. oelint-adv (PyPI, pinned in oelint-requirements.txt, venv cached outside the repo) on
+#   1. oelint-adv (PyPI, pinned in lint-requirements.txt, venv cached outside the repo) on
 #      every .bb/.bbappend/.bbclass, once per release in LAYERSERIES_COMPAT; any error or
 #      warning fails, info findings are counted and shown;
-#   2. check-layer.py: licence checksums, crates, units, users and groups vs the checkout;
-#   3. update-crates.py --check: keywarden-crates.inc matches Cargo.lock;
-#   4. test_update_crates.py: --check really fails on a changed version, a removed, an added
+#   2. the kas files against kas's own schema (same venv), every remote repo pinned, the
+#      layer paths present;
+#   3. check-layer.py: licence checksums, crates, units, users and groups vs the checkout;
+#   4. update-crates.py --check: keywarden-crates.inc matches Cargo.lock;
+#   5. test_update_crates.py: --check really fails on a changed version, a removed, an added
 #      crate, a changed checksum and a hand edit (temporary copies, nothing in the repo changes).
 # Exits non-zero naming every step that failed. `cargo xtask test` runs it.
 set -uo pipefail
@@ -14,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 layer="$here/meta-keywarden"
 python=${KEYWARDEN_PYTHON:-/usr/bin/python3}
-requirements="$here/oelint-requirements.txt"
+requirements="$here/lint-requirements.txt"
 
 die() { echo "lint: $*" >&2; exit 2; }
 
@@ -23,7 +25,7 @@ die() { echo "lint: $*" >&2; exit 2; }
     || die "$python has no venv/ensurepip module (Debian: apt-get install python3-venv; tests/setup-host.sh installs it)"
 
 # The venv lives outside the repository, keyed by the pinned versions: a change to
-# oelint-requirements.txt gets a new venv, an unchanged one is reused as it is.
+# lint-requirements.txt gets a new venv, an unchanged one is reused as it is.
 oelint_version=$(sed -n 's/^oelint-adv==//p' "$requirements")
 key=$(sha256sum "$requirements" | cut -c1-12)
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/keywarden/oelint-adv-$oelint_version-$key"
@@ -86,7 +88,43 @@ for release in $releases; do
     fi
 done
 
-# 2-4. The layer against the checkout, the crates.inc against Cargo.lock, and the drift test.
+# 2. The kas files: kas's schema, pinned remote repos, this repository's layers present.
+"$venv/bin/python" - "$repo" "$here"/kas/*.yml <<'PY' || failed+=("kas files")
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+import kas
+from kas.configschema import CONFIGSCHEMA
+
+repo, files = Path(sys.argv[1]), sys.argv[2:]
+bad = []
+for name in files:
+    path = Path(name)
+    cfg = yaml.safe_load(path.read_text())
+    try:
+        jsonschema.validate(cfg, CONFIGSCHEMA)
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "top level"
+        bad.append(f"{path.name}: {e.message} (at {where})")
+        continue
+    for rid, r in (cfg.get("repos") or {}).items():
+        r = r or {}
+        if r.get("url") and not (r.get("commit") or r.get("tag")):
+            bad.append(f"{path.name}: repo {rid} is not pinned (no commit or tag)")
+        if not r.get("url") and not r.get("path"):
+            for layer in r.get("layers") or {}:
+                if not (repo / layer / "conf/layer.conf").exists():
+                    bad.append(f"{path.name}: layer {layer} of repo {rid} has no conf/layer.conf")
+for b in bad:
+    print(f"kas: {b}", file=sys.stderr)
+if bad:
+    sys.exit(1)
+print(f"lint: kas {kas.__version__} schema: {len(files)} kas file(s) valid, remote repos pinned")
+PY
+
+# 3-5. The layer against the checkout, the crates.inc against Cargo.lock, and the drift test.
 "$python" "$here/check-layer.py" || failed+=("check-layer.py")
 "$python" "$here/update-crates.py" --check || failed+=("update-crates.py --check")
 if ! test_out=$("$python" "$here/test_update_crates.py" 2>&1); then
