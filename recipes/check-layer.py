@@ -10,7 +10,9 @@ checkout the layer sits in:
   - every user, group and membership declared in crates/*/sysusers/*.conf is created by the
     recipe's useradd parameters (same primary group, groups, home and shell), and nothing more;
   - every ${S}/... path a recipe installs from exists;
-  - the kernel bbappend's fragment (image/kernel/keywarden.config) exists.
+  - the kernel bbappend's fragment (image/kernel/keywarden.config) exists;
+  - the wic kickstart has the A/B layout: GPT names boot, rootA, rootB, data in that order with
+    64, 256, 256 and 256 MiB, and the same names and sizes as image/genimage.cfg once that exists.
 Exits 1 naming each problem.
 """
 
@@ -178,6 +180,67 @@ def check_recipe(bb: Path, problems: list[str]) -> None:
         problems.append(f"{where}: GROUPADD_PARAM creates {g}, not in crates/{crate}/sysusers/")
 
 
+# The A/B layout (image/ builds the same disk): GPT partition name and size in MiB, in order.
+AB_LAYOUT = [("boot", 64), ("rootA", 256), ("rootB", 256), ("data", 256)]
+
+
+def mib(size: str) -> float | None:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG])(?:i?B)?", size.strip(), re.I)
+    if not m:
+        return None
+    return float(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[m.group(2).upper()]
+
+
+def wks_layout(text: str) -> list[tuple[str, float | None, str]]:
+    """(part-name, size in MiB, the whole line) of each `part` line of a kickstart."""
+    parts = []
+    for line in text.splitlines():
+        if not line.startswith("part "):
+            continue
+        name = re.search(r"--part-name[= ](\S+)", line)
+        size = re.search(r"--fixed-size[= ](\S+)", line)
+        parts.append((name.group(1) if name else "?", mib(size.group(1)) if size else None, line))
+    return parts
+
+
+def genimage_layout(text: str) -> list[tuple[str, float | None]]:
+    """(name, size in MiB or None) of each `partition NAME { ... }` block of a genimage config."""
+    parts = []
+    for m in re.finditer(r"\bpartition\s+([A-Za-z0-9_-]+)\s*\{(.*?)\}", text, re.S):
+        size = re.search(r"\bsize\s*=\s*\"?([0-9.]+\s*[KMG](?:i?B)?)", m.group(2), re.I)
+        parts.append((m.group(1), mib(size.group(1)) if size else None))
+    return parts
+
+
+def check_layout(problems: list[str]) -> None:
+    wks = LAYER / "wic/keywarden-ab.wks.in"
+    parts = wks_layout(wks.read_text())
+    got = [(n, s) for n, s, _ in parts]
+    if got != [(n, float(s)) for n, s in AB_LAYOUT]:
+        problems.append(f"{wks.relative_to(REPO)}: partitions {got}, the A/B layout is {AB_LAYOUT}")
+    for name, _, line in parts:
+        if name == "boot" and "--fstype=vfat" not in line:
+            problems.append(f"{wks.relative_to(REPO)}: boot is not vfat")
+        if name == "data" and ("--fstype=ext4" not in line or "--label data" not in line):
+            problems.append(f"{wks.relative_to(REPO)}: data is not ext4 labelled data")
+    genimage = REPO / "image/genimage.cfg"
+    if genimage.exists():
+        theirs = genimage_layout(genimage.read_text())
+        if not theirs:
+            problems.append("image/genimage.cfg: no `partition NAME { ... }` blocks found to compare")
+        elif [n for n, _ in theirs] != [n for n, _ in got]:
+            problems.append(
+                f"image/genimage.cfg partitions {[n for n, _ in theirs]} differ from the wic "
+                f"kickstart's {[n for n, _ in got]}"
+            )
+        else:
+            for (name, size), (_, ours) in zip(theirs, got):
+                if size is not None and size != ours:
+                    problems.append(
+                        f"partition {name}: {size:g} MiB in image/genimage.cfg, {ours:g} MiB in the wic kickstart"
+                    )
+
+
 def main() -> int:
     problems: list[str] = []
     recipes = sorted(RECIPES.glob("*.bb"))
@@ -195,6 +258,8 @@ def main() -> int:
         problems.append(f"{bbappend.relative_to(REPO)} does not read image/kernel/")
     if not (REPO / "image/kernel/keywarden.config").exists():
         problems.append("image/kernel/keywarden.config (the kernel fragment) does not exist")
+
+    check_layout(problems)
 
     if problems:
         print("check-layer: meta-keywarden does not match the repository:", file=sys.stderr)
