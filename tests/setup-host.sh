@@ -18,6 +18,7 @@ packages=(
     # package repository's index
     mmdebstrap genimage squashfs-tools dosfstools mtools grub-efi-amd64-bin ovmf bmap-tools apt-utils
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
+    python3-venv  # recipes/lint.sh: oelint-adv (PyPI) in a cached venv for the Yocto layer's lint
 )
 missing=()
 for p in "${packages[@]}"; do
