@@ -34,8 +34,9 @@ WKS_FILE = "keywarden-ab.wks.in"
 WKS_FILE_DEPENDS:append = " grub-efi"
 do_image_wic[depends] += "grub-efi:do_deploy"
 
-# GRUB's configuration on the ESP (searched for in the layer's wic/ directory).
-KEYWARDEN_GRUB_CFG ?= "keywarden-grub.cfg"
+# GRUB's configuration on the ESP: the repository's own image/grub/grub.cfg (A/B selection with
+# boot counting from /EFI/BOOT/grubenv), the same file `cargo xtask image` installs.
+KEYWARDEN_GRUB_CFG ?= "${KEYWARDEN_SRCDIR}/image/grub/grub.cfg"
 
 # The ESP's wic plugin is bootimg-efi up to 5.1 (styhead) and bootimg_efi from 5.2 on.
 KEYWARDEN_WIC_EFI_PLUGIN = "${@bb.utils.contains_any('LAYERSERIES_CORENAMES', 'scarthgap styhead', \
