@@ -89,9 +89,10 @@ pub fn assemble(
             .arg(root)
             .arg(&squashfs)
             .args(["-comp", "xz", "-noappend", "-quiet", "-no-progress"])
-            .args(["-all-time", &epoch, "-mkfs-time", &epoch])
             .arg("-sort")
             .arg(&sort)
+            // Sets every file's time and the file system's (the equivalent of -all-time and
+            // -mkfs-time, which mksquashfs refuses alongside it).
             .env("SOURCE_DATE_EPOCH", &epoch),
     )?;
 
