@@ -191,3 +191,54 @@ fn copy_payload(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The second read of a payload file is checked against the first: here the copy reads a
+    /// different file than the one hashed, as if the file had changed in between.
+    #[test]
+    fn a_payload_changing_between_hashing_and_copying_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = CHUNK_SIZE as usize;
+        let a: Vec<u8> = (0..3 * chunk).map(|i| (i % 251) as u8).collect();
+        let hashed = dir.path().join("a");
+        std::fs::write(&hashed, &a).unwrap();
+        let mut buf = vec![0u8; chunk];
+        let payload = hash_payload("rootfs", &hashed, &mut buf).unwrap();
+
+        let copy = |content: &[u8]| {
+            let path = dir.path().join("b");
+            std::fs::write(&path, content).unwrap();
+            copy_payload(&payload, &path, &mut vec![0u8; chunk], &mut Vec::new())
+        };
+        copy(&a).unwrap();
+        let mut changed = a.clone();
+        changed[2 * chunk + 3] ^= 1;
+        assert_eq!(
+            copy(&changed).unwrap_err(),
+            Error::PayloadChanged {
+                payload: "rootfs".into(),
+                index: 2
+            }
+        );
+        let longer = [&a[..], &[7]].concat();
+        assert_eq!(
+            copy(&longer).unwrap_err(),
+            Error::SizeMismatch {
+                payload: "rootfs".into(),
+                expected: a.len() as u64,
+                actual: a.len() as u64 + 1
+            }
+        );
+        assert_eq!(
+            copy(&a[..chunk + 5]).unwrap_err(),
+            Error::SizeMismatch {
+                payload: "rootfs".into(),
+                expected: a.len() as u64,
+                actual: chunk as u64 + 5
+            }
+        );
+    }
+}
