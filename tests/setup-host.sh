@@ -14,6 +14,7 @@ packages=(
     # offsite audit copy tests: a real rsyslog collector with TLS (ossl stream driver)
     rsyslog rsyslog-openssl
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
+    openssl jq  # keywarden-bundle's test of ota/verify-by-hand.sh (FORMAT.md's by-hand check)
 )
 missing=()
 for p in "${packages[@]}"; do
