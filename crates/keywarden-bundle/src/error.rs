@@ -115,6 +115,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Caller misuse: a payload or chunk the manifest does not have was asked for
+    /// ([`check_chunk`](crate::VerifiedManifest::check_chunk),
+    /// [`resume`](crate::BundleReader::resume)).
+    #[error("the bundle has no chunk {index} in payload {payload}")]
+    NoSuchChunk {
+        /// The payload index asked for.
+        payload: usize,
+        /// The chunk index asked for.
+        index: u64,
+    },
     /// A version string is not `MAJOR.MINOR.PATCH[-PRERELEASE]`.
     #[error("invalid version {version:?}: {reason}")]
     InvalidVersion {

@@ -427,18 +427,12 @@ impl VerifiedManifest {
     /// Checks one chunk's bytes against the manifest, e.g. a chunk taken from the active slot
     /// instead of the download (adaptive update) or read back from the slot on resume.
     pub fn check_chunk(&self, payload: usize, index: u64, data: &[u8]) -> Result<()> {
-        let p = self
-            .manifest
-            .payloads
-            .get(payload)
-            .ok_or_else(|| Error::InvalidSpec {
-                reason: format!("no payload {payload}"),
-            })?;
-        let Some(expected) = p.chunks.get(index as usize) else {
-            return Err(Error::InvalidSpec {
-                reason: format!("payload {:?} has no chunk {index}", p.name),
-            });
-        };
+        let no_such = Error::NoSuchChunk { payload, index };
+        let p = self.manifest.payloads.get(payload).ok_or(no_such.clone())?;
+        let expected = usize::try_from(index)
+            .ok()
+            .and_then(|i| p.chunks.get(i))
+            .ok_or(no_such)?;
         let len = p.chunk_len(index);
         if data.len() as u64 != len {
             return Err(Error::SizeMismatch {

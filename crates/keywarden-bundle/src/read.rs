@@ -124,8 +124,9 @@ impl<R: Read> BundleReader<R> {
         chunk: u64,
     ) -> Result<BundleReader<R>> {
         if verified.chunk_offset(payload, chunk).is_none() {
-            return Err(Error::InvalidSpec {
-                reason: format!("no chunk {chunk} in payload {payload} to resume at"),
+            return Err(Error::NoSuchChunk {
+                payload,
+                index: chunk,
             });
         }
         Ok(BundleReader::at(reader, verified, payload, chunk))

@@ -513,7 +513,13 @@ fn resume_from_a_chunk_boundary_on_a_new_stream() {
             index: 2
         }
     );
-    assert!(BundleReader::resume(Cursor::new(&bytes), verified, 0, 9).is_err());
+    assert_eq!(
+        BundleReader::resume(Cursor::new(&bytes), verified, 0, 9).unwrap_err(),
+        Error::NoSuchChunk {
+            payload: 0,
+            index: 9
+        }
+    );
 }
 
 #[test]
@@ -598,8 +604,15 @@ fn signed_but_malformed_manifests_are_refused_with_the_reason() {
             "unknown field `extra`",
         ),
         (good.replace(r#""format":1"#, r#""format":2"#), "format 2"),
-        (good.replace(r#""created":0"#, r#""created":0,"created":5"#), "duplicate field `created`"),
-        (good.replace(r#""build_id""#, "").replace(r#""created":0"#, r#""created":-1"#), "invalid value"),
+        (
+            good.replace(r#""created":0"#, r#""created":0,"created":5"#),
+            "duplicate field `created`",
+        ),
+        (
+            good.replace(r#""build_id""#, "")
+                .replace(r#""created":0"#, r#""created":-1"#),
+            "invalid value",
+        ),
         (good.replace("1.0.0", "1.0"), "invalid version"),
         (
             good.replace(r#""compatible":"b""#, r#""compatible":"""#),
