@@ -20,13 +20,15 @@
 //! - [`Version`]: the version order used for anti-rollback.
 //!
 //! The header and manifest functions ([`Header::parse`], [`Header::verify`],
-//! [`VerifiedManifest::check_chunk`]) do no I/O, so an async installer can drive them with its
-//! own streams.
+//! [`VerifiedManifest::check_chunk`]) and [`ChunkCursor`] (which chunk comes next, and the check
+//! of its bytes) do no I/O: `BundleReader` is their blocking adapter, and an async installer
+//! drives them with its own streams the same way.
 //!
 //! An empty keyring never means "accept anything": every bundle is refused with
 //! [`Error::NoTrustedKeys`].
 
 mod create;
+mod cursor;
 mod error;
 pub mod keys;
 mod manifest;
@@ -34,6 +36,7 @@ mod read;
 mod version;
 
 pub use create::{create, CreateSpec};
+pub use cursor::{ChunkCursor, ChunkPos, Next};
 pub use error::{Error, Result};
 pub use keys::Keyring;
 pub use manifest::{

@@ -5,11 +5,10 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
-
+use crate::cursor::{ChunkCursor, Next};
 use crate::error::{io, Error, Result};
 use crate::keys::Keyring;
-use crate::manifest::{Digest, Header, Manifest, VerifiedManifest, HEADER_LEN};
+use crate::manifest::{Header, Manifest, VerifiedManifest, HEADER_LEN};
 
 /// One verified chunk, borrowed from the reader until the next call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,27 +32,16 @@ pub struct Chunk<'a> {
 /// read before the signature has been checked against the keyring. Then
 /// [`next_chunk`](BundleReader::next_chunk) returns each chunk in bundle order, after checking
 /// its hash, so the caller can write it at once; at the end it checks that nothing follows.
-/// [`resume`](BundleReader::resume) continues on a new stream from any chunk boundary.
+/// [`resume`](BundleReader::resume) continues on a new stream from any chunk boundary. The
+/// logic is [`ChunkCursor`]'s; this is its blocking-I/O adapter.
 ///
 /// Errors are sticky: after `next_chunk` failed it returns the same error again.
 #[derive(Debug)]
 pub struct BundleReader<R> {
     inner: R,
-    verified: VerifiedManifest,
-    /// The next chunk: payload index and chunk index.
-    payload: usize,
-    chunk: u64,
-    /// The whole-payload hash, when this payload was read from its first byte.
-    whole: Option<Sha256>,
+    cursor: ChunkCursor,
     buf: Vec<u8>,
-    state: State,
-}
-
-#[derive(Debug)]
-enum State {
-    Reading,
-    Done,
-    Failed(Error),
+    done: bool,
 }
 
 /// Reads the header and the manifest bytes (no verification beyond the header's own rules).
@@ -109,7 +97,10 @@ impl<R: Read> BundleReader<R> {
         }
         let (header, manifest) = read_head(&mut reader)?;
         let verified = header.verify(&manifest, keyring)?;
-        Ok(BundleReader::at(reader, verified, 0, 0))
+        Ok(BundleReader::with_cursor(
+            reader,
+            ChunkCursor::new(verified),
+        ))
     }
 
     /// Continues reading a bundle whose manifest was verified before (by `open` on an earlier
@@ -123,48 +114,33 @@ impl<R: Read> BundleReader<R> {
         payload: usize,
         chunk: u64,
     ) -> Result<BundleReader<R>> {
-        if verified.chunk_offset(payload, chunk).is_none() {
-            return Err(Error::NoSuchChunk {
-                payload,
-                index: chunk,
-            });
-        }
-        Ok(BundleReader::at(reader, verified, payload, chunk))
+        let cursor = ChunkCursor::resume(verified, payload, chunk)?;
+        Ok(BundleReader::with_cursor(reader, cursor))
     }
 
-    fn at(inner: R, verified: VerifiedManifest, payload: usize, chunk: u64) -> BundleReader<R> {
-        let max_chunk = verified
-            .manifest()
-            .payloads
-            .iter()
-            .map(|p| p.chunk_size)
-            .max()
-            .unwrap_or(0);
+    fn with_cursor(inner: R, cursor: ChunkCursor) -> BundleReader<R> {
         BundleReader {
             inner,
-            verified,
-            payload,
-            chunk,
-            whole: (chunk == 0).then(Sha256::new),
-            buf: vec![0u8; max_chunk as usize],
-            state: State::Reading,
+            buf: vec![0u8; cursor.max_chunk_len()],
+            cursor,
+            done: false,
         }
     }
 
     /// The verified manifest.
     pub fn manifest(&self) -> &Manifest {
-        self.verified.manifest()
+        self.cursor.verified().manifest()
     }
 
     /// The verified manifest with the bundle's layout (offsets for resuming).
     pub fn verified(&self) -> &VerifiedManifest {
-        &self.verified
+        self.cursor.verified()
     }
 
     /// Where the next chunk is: (payload index, chunk index), the resume point if the stream
     /// breaks now.
     pub fn position(&self) -> (usize, u64) {
-        (self.payload, self.chunk)
+        self.cursor.position()
     }
 
     /// The underlying stream.
@@ -177,82 +153,39 @@ impl<R: Read> BundleReader<R> {
     /// [`Error::ChunkMismatch`], a stream that ends early [`Error::Truncated`], both naming the
     /// payload and the chunk.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>> {
-        match &self.state {
-            State::Reading => {}
-            State::Done => return Ok(None),
-            State::Failed(e) => return Err(e.clone()),
-        }
-        match self.advance() {
-            Ok(Some(len)) => {
-                let manifest = self.verified.manifest();
-                let p = &manifest.payloads[self.payload];
-                let index = self.chunk;
-                self.chunk += 1;
-                Ok(Some(Chunk {
-                    payload: self.payload,
-                    name: &p.name,
-                    index,
-                    offset: index * u64::from(p.chunk_size),
-                    data: &self.buf[..len],
-                }))
-            }
-            Ok(None) => {
-                self.state = State::Done;
-                Ok(None)
-            }
-            Err(e) => {
-                self.state = State::Failed(e.clone());
-                Err(e)
-            }
-        }
-    }
-
-    /// Reads and checks the next chunk into `buf`; its length, or `None` at a clean end.
-    fn advance(&mut self) -> Result<Option<usize>> {
-        loop {
-            let payloads = &self.verified.manifest().payloads;
-            let Some(p) = payloads.get(self.payload) else {
+        let pos = match self.cursor.next_step()? {
+            Next::End if self.done => return Ok(None),
+            Next::End => {
                 let mut probe = [0u8; 1];
-                return match read_up_to(&mut self.inner, &mut probe)
-                    .map_err(io("read the bundle"))?
-                {
-                    0 => Ok(None),
-                    _ => Err(Error::TrailingData),
-                };
-            };
-            if self.chunk == p.chunk_count() {
-                if let Some(whole) = self.whole.take() {
-                    if Digest(whole.finalize().into()) != p.sha256 {
-                        return Err(Error::PayloadMismatch {
-                            payload: p.name.clone(),
-                        });
-                    }
+                let got = read_up_to(&mut self.inner, &mut probe)
+                    .map_err(|e| self.cursor.fail(io("read the bundle")(e)))?;
+                if got != 0 {
+                    return Err(self.cursor.fail(Error::TrailingData));
                 }
-                self.payload += 1;
-                self.chunk = 0;
-                self.whole = Some(Sha256::new());
-                continue;
+                self.done = true;
+                return Ok(None);
             }
-            let len = p.chunk_len(self.chunk) as usize;
-            let got = read_up_to(&mut self.inner, &mut self.buf[..len])
-                .map_err(io(format!("read payload {} chunk {}", p.name, self.chunk)))?;
-            if got < len {
-                return Err(Error::Truncated {
-                    payload: p.name.clone(),
-                    index: self.chunk,
-                });
+            Next::Chunk(pos) => pos,
+        };
+        let got = match read_up_to(&mut self.inner, &mut self.buf[..pos.len]) {
+            Ok(got) => got,
+            Err(e) => {
+                let name = &self.manifest().payloads[pos.payload].name;
+                let what = format!("read payload {name} chunk {}", pos.index);
+                return Err(self.cursor.fail(io(what)(e)));
             }
-            if Digest::of(&self.buf[..len]) != p.chunks[self.chunk as usize] {
-                return Err(Error::ChunkMismatch {
-                    payload: p.name.clone(),
-                    index: self.chunk,
-                });
-            }
-            if let Some(whole) = &mut self.whole {
-                whole.update(&self.buf[..len]);
-            }
-            return Ok(Some(len));
+        };
+        if got < pos.len {
+            return Err(self.cursor.truncated());
         }
+        self.cursor.accept(&self.buf[..pos.len])?;
+        Ok(Some(Chunk {
+            payload: pos.payload,
+            name: &self.cursor.verified().manifest().payloads[pos.payload].name,
+            index: pos.index,
+            offset: pos.offset,
+            data: &self.buf[..pos.len],
+        }))
     }
 }
 
@@ -262,7 +195,7 @@ pub fn verify_file(path: &Path, keyring: &Keyring) -> Result<VerifiedManifest> {
     let file = File::open(path).map_err(io(format!("open bundle {}", path.display())))?;
     let mut reader = BundleReader::open(file, keyring)?;
     while reader.next_chunk()?.is_some() {}
-    Ok(reader.verified)
+    Ok(reader.cursor.verified().clone())
 }
 
 /// A bundle's header and manifest read WITHOUT checking the signature, for inspection only:

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use keywarden_bundle::{
-    create, keys, read_unverified, verify_file, BundleReader, CreateSpec, Digest, Error, Header,
-    Keyring, Manifest, CHUNK_SIZE, FORMAT_VERSION, HEADER_LEN, MAX_MANIFEST_LEN,
+    create, keys, read_unverified, verify_file, BundleReader, ChunkCursor, CreateSpec, Digest,
+    Error, Header, Keyring, Manifest, Next, CHUNK_SIZE, FORMAT_VERSION, HEADER_LEN,
+    MAX_MANIFEST_LEN,
 };
 
 const CHUNK: usize = CHUNK_SIZE as usize;
@@ -862,4 +863,71 @@ fn no_payload_byte_is_read_before_the_signature_is_checked() {
             keyring.find(key(1).verifying_key().as_bytes()).is_some()
         );
     }
+}
+
+/// The sans-IO path an async installer takes: parse and verify the head from a buffer, then feed
+/// the cursor chunk by chunk from byte slices.
+#[test]
+fn the_cursor_alone_drives_an_install_without_a_reader() {
+    let f = fixture(&[
+        ("rootfs", pattern(2 * CHUNK + 10, 2)),
+        ("empty", Vec::new()),
+        ("extra", pattern(300, 3)),
+    ]);
+    let k = key(1);
+    let (bytes, _) = bundle_bytes(&f, &k);
+    let header = Header::parse(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    let start = header.data_offset() as usize;
+    let verified = header
+        .verify(&bytes[HEADER_LEN..start], &ring(&[&k]))
+        .unwrap();
+    let mut cursor = ChunkCursor::new(verified.clone());
+    let mut at = start;
+    let mut slots: Vec<Vec<u8>> = vec![Vec::new(); 3];
+    while let Next::Chunk(pos) = cursor.next_step().unwrap() {
+        let data = &bytes[at..at + pos.len];
+        assert_eq!(cursor.accept(data).unwrap(), pos);
+        assert_eq!(pos.offset, slots[pos.payload].len() as u64);
+        slots[pos.payload].extend_from_slice(data);
+        at += pos.len;
+    }
+    assert_eq!(at, bytes.len());
+    let expected: Vec<Vec<u8>> = f.payloads.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(slots, expected);
+    // Nothing more is expected: more bytes are trailing data.
+    assert_eq!(cursor.accept(b"x").unwrap_err(), Error::TrailingData);
+
+    // A wrong chunk, then the same error again; a wrong length.
+    let mut cursor = ChunkCursor::new(verified.clone());
+    let Next::Chunk(pos) = cursor.next_step().unwrap() else {
+        panic!()
+    };
+    let wrong = &bytes[start + 1..start + 1 + pos.len];
+    let mismatch = Error::ChunkMismatch {
+        payload: "rootfs".into(),
+        index: 0,
+    };
+    assert_eq!(cursor.accept(wrong).unwrap_err(), mismatch);
+    assert_eq!(cursor.next_step().unwrap_err(), mismatch);
+    let mut cursor = ChunkCursor::new(verified.clone());
+    assert!(matches!(
+        cursor.accept(&bytes[start..start + 10]).unwrap_err(),
+        Error::SizeMismatch { expected, actual: 10, .. } if expected == CHUNK as u64
+    ));
+    // Resumed at the last chunk of rootfs: the next payloads follow.
+    let mut cursor = ChunkCursor::resume(verified.clone(), 0, 2).unwrap();
+    assert_eq!(
+        cursor.truncated(),
+        Error::Truncated {
+            payload: "rootfs".into(),
+            index: 2
+        }
+    );
+    let mut cursor = ChunkCursor::resume(verified, 0, 2).unwrap();
+    let off = start + 2 * CHUNK;
+    cursor.accept(&bytes[off..off + 10]).unwrap();
+    let Next::Chunk(pos) = cursor.next_step().unwrap() else {
+        panic!()
+    };
+    assert_eq!((pos.payload, pos.index, pos.len), (2, 0, 300));
 }
