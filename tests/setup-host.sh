@@ -19,6 +19,7 @@ packages=(
     mmdebstrap genimage squashfs-tools dosfstools mtools grub-efi-amd64-bin ovmf bmap-tools apt-utils
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
     python3-venv  # recipes/lint.sh: oelint-adv (PyPI) in a cached venv for the Yocto layer's lint
+    openssl jq  # keywarden-bundle's test of ota/verify-by-hand.sh (FORMAT.md's by-hand check)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use zbus::Connection;
 
+use crate::bundle::{self, Bundle};
 use crate::collector::{self, Collector};
 use crate::error::Error;
 use crate::hw::{self, Hw, Sim};
@@ -86,6 +87,9 @@ pub enum Top {
     /// On the offsite collector: watch the cabinets' copies (no bus).
     #[command(subcommand)]
     Collector(Collector),
+    /// OTA update bundles: create, inspect, verify, keygen (no bus).
+    #[command(subcommand)]
+    Bundle(Bundle),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             ..
         }) => return audit::verify_collector(out, file, key.as_deref()),
         Top::Collector(cmd) => return collector::run(out, cmd),
+        Top::Bundle(cmd) => return bundle::run(out, cmd),
         _ => {}
     }
     let conn = connect(cli.bus_address.as_deref()).await?;
@@ -138,6 +143,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Report(cmd) => reports::report(&ctx().await?, cmd).await,
         Top::Session(cmd) => session::session(&ctx().await?, cmd).await,
         Top::Collector(cmd) => collector::run(out, &cmd),
+        Top::Bundle(cmd) => bundle::run(out, &cmd),
     }
 }
 

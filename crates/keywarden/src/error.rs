@@ -3,8 +3,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector |
-//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state) |
+//! | 1 | failed: the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify |
+//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
 use std::fmt;
@@ -60,6 +60,15 @@ pub enum Error {
         what: String,
         /// What is wrong with the export.
         source: keywarden_audit::VerifyError,
+    },
+    /// An update bundle command failed: a bundle that does not verify, a bad key file, an
+    /// invalid request to `bundle create`.
+    #[error("{what}: {source}")]
+    Bundle {
+        /// The command and file.
+        what: String,
+        /// What went wrong.
+        source: keywarden_bundle::Error,
     },
     /// `collector check`: cabinets silent for longer than the limit (or none found).
     #[error("{0}")]
@@ -138,6 +147,12 @@ impl Error {
             Error::Connect(_) | Error::Gone => exit::UNREACHABLE,
             Error::Call { source, .. } => call_exit_code(source),
             Error::Invalid { .. } => exit::REFUSED,
+            Error::Bundle { source, .. } => match source {
+                keywarden_bundle::Error::InvalidSpec { .. }
+                | keywarden_bundle::Error::InvalidVersion { .. }
+                | keywarden_bundle::Error::KeyExists { .. } => exit::REFUSED,
+                _ => exit::FAILED,
+            },
             Error::Io { .. } | Error::Verify { .. } | Error::Silent(_) | Error::Json(_) => {
                 exit::FAILED
             }

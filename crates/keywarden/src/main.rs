@@ -1,6 +1,7 @@
 //! `keywarden`: the command line. Exit codes (see `error.rs`): 0 success, 1 failed,
 //! 2 usage error or refused by the service, 3 the bus or service is unreachable.
 
+mod bundle;
 mod cli;
 mod collector;
 mod error;
