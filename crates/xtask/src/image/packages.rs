@@ -293,7 +293,9 @@ pub fn local_repository(pins: &[Pin], repo: &Path) -> Result<()> {
         ("Label", "keywarden-pinned"),
         ("Architectures", "amd64 all"),
     ] {
-        release.arg("-o").arg(format!("APT::FTPArchive::Release::{field}={value}"));
+        release
+            .arg("-o")
+            .arg(format!("APT::FTPArchive::Release::{field}={value}"));
     }
     release.args(["release", "."]);
     let text = cmd::stdout(&mut release)?;
