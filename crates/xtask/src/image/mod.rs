@@ -171,6 +171,8 @@ pub fn build(src: &Path, args: &ImageArgs) -> Result<Outputs> {
     let step = Instant::now();
     let files = disk::assemble(&build, &root, &work, &out, &pins, args)?;
     eprintln!("image: disk and outputs in {:.0?}", step.elapsed());
+    // Which source this is, so `image-repro` knows whether these outputs are HEAD's.
+    write_file(&work.join("source"), &source_id(src))?;
     eprintln!("image: done in {:.0?}", started.elapsed());
     let image = out.join(disk::IMAGE_NAME);
     Ok(Outputs { image, files })
@@ -223,6 +225,28 @@ fn workspace_version(src: &Path) -> Result<String> {
             (key.trim() == "version").then(|| value.trim().trim_matches('"').to_owned())
         })
         .ok_or_else(|| Error::Setup(format!("{}: no workspace version", path.display())))
+}
+
+/// The commit of the tree, with "-dirty" when it has uncommitted changes to tracked files.
+pub fn source_id(src: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(src)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_none_or(|status| !status.is_empty());
+    if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    }
 }
 
 /// SOURCE_DATE_EPOCH from the environment, else the time of the source tree's last commit.
