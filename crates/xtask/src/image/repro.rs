@@ -2,8 +2,8 @@
 //! (different path lengths, so a leaked path cannot hide), must give bit-identical outputs: the
 //! disk image, the bmap, the OTA bundle, the root file system and the manifest.
 //!
-//! Build A is this tree's `target/image` (built first if missing; if the tree has uncommitted
-//! changes, A is a clone too, since B can only be HEAD). Build B is a fresh `git clone` of HEAD
+//! Build A is this tree's `target/image` (built again unless it is HEAD's; if the tree has
+//! uncommitted changes, A is a clone too, since B can only be HEAD). Build B is a fresh `git clone` of HEAD
 //! under a temporary directory with its own target directory, built by its own
 //! `cargo xtask image`. Shared between them are only what is keyed by content: cargo's registry,
 //! the kernel cache (keyed by the fragment and the kernel source) and the pinned `.deb` cache
@@ -37,19 +37,16 @@ pub struct ReproArgs {
 pub fn run(args: &ReproArgs) -> Result<(usize, usize)> {
     let root = workspace_root();
     let scratch = std::env::temp_dir().join(format!("keywarden-repro-{}", std::process::id()));
-    let dirty = !cmd::stdout(Command::new("git").arg("-C").arg(&root).args([
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-    ]))?
-    .trim()
-    .is_empty();
-    let first = if dirty {
-        eprintln!("image-repro: the tree has uncommitted changes; building HEAD twice in clones");
+    let source = super::source_id(&root);
+    let first = if source.ends_with("-dirty") {
+        eprintln!(
+            "image-repro: the tree has uncommitted changes; building HEAD twice, in two clones"
+        );
         build_clone(&root, &scratch.join("a/keywarden"))?
     } else {
         let out = root.join("target/image");
-        if !out.join("SHA256SUMS").is_file() {
+        let built = fs::read_to_string(out.join("work/source")).unwrap_or_default();
+        if built.trim() != source || !out.join("SHA256SUMS").is_file() {
             super::build(
                 &root,
                 &ImageArgs {
