@@ -95,6 +95,11 @@ async fn drive(terminal: &mut ratatui::DefaultTerminal, options: Options) -> Res
     let link = tokio::spawn(link::run(options.bus_address, command_rx, event_tx));
 
     let mut console = Console::new(options.display_timeout, Instant::now());
+    // systemd: READY once the first screen is drawn; watchdog pings from this loop itself, so a
+    // display that stops being drawn gets the console restarted.
+    let watchdog = watchdog_period();
+    let mut ready = false;
+    let mut next_ping = Instant::now();
     let result = loop {
         let screen = console.screen(Instant::now());
         if let Err(source) = terminal.draw(|frame| crate::ui::draw(frame, &screen)) {
@@ -103,7 +108,27 @@ async fn drive(terminal: &mut ratatui::DefaultTerminal, options: Options) -> Res
                 source,
             });
         }
-        let deadline = console.poll_timeout().map(tokio::time::Instant::from_std);
+        if !ready {
+            ready = true;
+            if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+                tracing::warn!(error = %e, "sd_notify READY failed");
+            }
+        }
+        if let Some(period) = watchdog {
+            if Instant::now() >= next_ping {
+                if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]) {
+                    tracing::warn!(error = %e, "sd_notify WATCHDOG failed");
+                }
+                next_ping = Instant::now() + period;
+            }
+        }
+        let deadline = match (console.poll_timeout(), watchdog) {
+            (Some(at), Some(_)) => Some(at.min(next_ping)),
+            (Some(at), None) => Some(at),
+            (None, Some(_)) => Some(next_ping),
+            (None, None) => None,
+        }
+        .map(tokio::time::Instant::from_std);
         tokio::select! {
             event = events.recv() => {
                 let now = Instant::now();
@@ -149,6 +174,13 @@ async fn drive(terminal: &mut ratatui::DefaultTerminal, options: Options) -> Res
     };
     link.abort();
     result
+}
+
+/// Half the unit's `WatchdogSec`, when systemd asks for pings.
+fn watchdog_period() -> Option<std::time::Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec)
+        .then(|| std::time::Duration::from_micros(usec / 2))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

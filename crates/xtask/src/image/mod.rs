@@ -196,7 +196,9 @@ fn build_binaries(build: &Build) -> Result<PathBuf> {
         .current_dir(&build.src)
         .env("CARGO_TARGET_DIR", &target)
         .env("RUSTFLAGS", rustflags)
-        .env("SOURCE_DATE_EPOCH", build.epoch.to_string())
+        // No SOURCE_DATE_EPOCH here: nothing in the binaries carries a time, and C build scripts
+        // that watch it would rebuild at every commit.
+        .env_remove("SOURCE_DATE_EPOCH")
         .args(["build", "--profile", "appliance", "--locked"]);
     for name in rootfs::BINARIES {
         cargo.args(["-p", name]);
