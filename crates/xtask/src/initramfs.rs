@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Our binaries, from `target/release/`, installed in `/usr/bin`.
+/// Our binaries, from `target/appliance/` (the image's build), installed in `/usr/bin`.
 pub const OUR_BINARIES: &[&str] = &[
     "keywarden-hwd",
     "keywarden-policyd",

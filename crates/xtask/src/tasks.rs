@@ -127,10 +127,10 @@ pub fn counted((passed, failed): (usize, usize)) -> Result<()> {
 /// Builds the binaries, the kernel and the initramfs, and boots the VM.
 fn boot(mode: Mode, args: &VmArgs) -> Result<Tally> {
     let started = Instant::now();
-    build_release()?;
+    let release = build_release()?;
     let kernel = kernel::build()?;
     let work = target_dir().join("vm");
-    let initrd = initramfs::build(&target_dir().join("release"), &work)?;
+    let initrd = initramfs::build(&release, &work)?;
     let data_disk = initramfs::data_disk(&work)?;
     println!(
         "xtask: kernel {}, initramfs {} (ready after {:.1?}); booting",
@@ -175,23 +175,17 @@ fn verdict(mode: Mode, tally: &Tally) -> Result<()> {
     }
 }
 
-/// Release builds of the daemons and the VM binaries.
-fn build_release() -> Result<()> {
-    cmd::run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "keywarden-hwd",
-        "-p",
-        "keywarden-policyd",
-        "-p",
-        "keywarden-vmtest",
-        "--bins",
-    ]))?;
+/// Release builds of the daemons and the VM binaries: the appliance image's build (same
+/// profile, same flags), so `vm-test` and `image` share it. Returns the binaries' directory.
+fn build_release() -> Result<std::path::PathBuf> {
+    let root = crate::cmd::workspace_root();
+    let dir = crate::image::build_binaries(&root)?;
     // keywarden-hwd's unit tests, built like the daemon, copied next to it under a fixed name.
-    let json = cmd::stdout(cargo().args([
+    let json = cmd::stdout(crate::image::appliance_cargo(&root).args([
         "test",
-        "--release",
+        "--profile",
+        "appliance",
+        "--locked",
         "-p",
         "keywarden-hwd",
         "--lib",
@@ -201,13 +195,13 @@ fn build_release() -> Result<()> {
     let executable = test_executable(&json).ok_or_else(|| {
         Error::Setup("cargo test --no-run named no keywarden-hwd lib test executable".into())
     })?;
-    let dest = target_dir().join("release").join(initramfs::HWD_UNIT_TESTS);
+    let dest = dir.join(initramfs::HWD_UNIT_TESTS);
     std::fs::copy(&executable, &dest).map_err(Error::io(format!(
         "copy {} to {}",
         executable,
         dest.display()
     )))?;
-    Ok(())
+    Ok(dir)
 }
 
 /// The `executable` of the test artifact in cargo's JSON messages.

@@ -77,14 +77,6 @@ impl Build {
         }
     }
 
-    /// The cargo packages that build the board-only programs.
-    fn board_packages(&self) -> Vec<&'static str> {
-        match self.board.as_str() {
-            "qemu" => vec!["keywarden-vmtest"],
-            _ => Vec::new(),
-        }
-    }
-
     /// The board string a bundle is compatible with.
     pub fn compatible(&self) -> String {
         format!("keywarden-{}-x86_64", self.board)
@@ -145,7 +137,7 @@ pub fn build(src: &Path, args: &ImageArgs) -> Result<Outputs> {
     );
 
     let step = Instant::now();
-    let binaries = build_binaries(&build)?;
+    let binaries = build_binaries(&build.src)?;
     eprintln!("image: binaries in {:.0?}", step.elapsed());
     let kernel = crate::kernel::build()?;
 
@@ -178,36 +170,50 @@ pub fn build(src: &Path, args: &ImageArgs) -> Result<Outputs> {
     Ok(Outputs { image, files })
 }
 
-/// The release binaries, built reproducibly: paths of the source tree and of cargo's registry
-/// are remapped, so neither where the tree is nor whose home it is shows in the binaries.
-fn build_binaries(build: &Build) -> Result<PathBuf> {
-    let target = build.src.join("target");
+/// The packages whose binaries the image and the VM test harness take (the harness's
+/// binaries are built too, so `vm-test` and `image` share one build).
+const APPLIANCE_PACKAGES: &[&str] = &[
+    "keywarden-hwd",
+    "keywarden-policyd",
+    "keywarden-console",
+    "keywarden",
+    "keywarden-vmtest",
+];
+
+/// `cargo` set up for the appliance build of the tree `src`: the `appliance` profile in
+/// `src/target/appliance`, with the paths of the source tree and of cargo's registry remapped so
+/// neither where the tree is nor whose home it is shows in the binaries.
+pub fn appliance_cargo(src: &Path) -> Command {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
     let rustflags = format!(
         "--remap-path-prefix={}=/usr/src/keywarden --remap-path-prefix={}=/usr/src/cargo",
-        build.src.display(),
+        src.display(),
         cargo_home.display()
     );
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .current_dir(&build.src)
-        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(src)
+        .env("CARGO_TARGET_DIR", src.join("target"))
         .env("RUSTFLAGS", rustflags)
         // No SOURCE_DATE_EPOCH here: nothing in the binaries carries a time, and C build scripts
         // that watch it would rebuild at every commit.
-        .env_remove("SOURCE_DATE_EPOCH")
-        .args(["build", "--profile", "appliance", "--locked"]);
-    for name in rootfs::BINARIES {
+        .env_remove("SOURCE_DATE_EPOCH");
+    cargo
+}
+
+/// Builds the appliance's binaries (and the VM harness's); returns their directory.
+pub fn build_binaries(src: &Path) -> Result<PathBuf> {
+    let mut cargo = appliance_cargo(src);
+    cargo.args(["build", "--profile", "appliance", "--locked"]);
+    for name in APPLIANCE_PACKAGES {
         cargo.args(["-p", name]);
     }
-    for package in build.board_packages() {
-        cargo.args(["-p", package]);
-    }
+    cargo.arg("--bins");
     cmd::run(&mut cargo)?;
-    Ok(target.join("appliance"))
+    Ok(src.join("target/appliance"))
 }
 
 /// The workspace version, from `[workspace.package]` in Cargo.toml.

@@ -177,6 +177,11 @@ pub fn customise(build: &Build, root: &Path, binaries: &Path, kernel: &Path) -> 
             }
         }
     }
+    // apt's configuration names the build's local repository (a host path): no apt, no config.
+    let apt = root.join("etc/apt");
+    if apt.exists() {
+        fs::remove_dir_all(&apt).map_err(Error::io(format!("removing {}", apt.display())))?;
+    }
     for dir in [
         "var/lib/apt",
         "var/cache/apt",

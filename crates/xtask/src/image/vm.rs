@@ -10,7 +10,7 @@
 //!   [`MAX_EXPOSURE`] for policyd, console and hwd, the slot booted, and that the database made by
 //!   the first boot is still there after the power cut.
 
-use crate::cmd::{self, target_dir};
+use crate::cmd::{self, workspace_root};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -71,7 +71,9 @@ pub struct BootTestArgs {
 }
 
 fn default_image() -> PathBuf {
-    target_dir().join("image").join(super::disk::IMAGE_NAME)
+    workspace_root()
+        .join("target/image")
+        .join(super::disk::IMAGE_NAME)
 }
 
 /// The QEMU command line for a disk: q35, UEFI, the disk on virtio, the i6300esb watchdog
@@ -102,7 +104,7 @@ pub fn run(args: &VmArgs) -> Result<()> {
     crate::host::ensure_tools()?;
     let image = args.image.clone().unwrap_or_else(default_image);
     require_image(&image)?;
-    let dir = target_dir().join("image/vm");
+    let dir = workspace_root().join("target/image/vm");
     fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let disk = dir.join("disk.img");
     let vars = dir.join("OVMF_VARS.fd");
@@ -346,7 +348,7 @@ pub fn boot_test(args: &BootTestArgs) -> Result<(usize, usize)> {
     let image = args.image.clone().unwrap_or_else(default_image);
     require_image(&image)?;
     let bmap = image.with_extension("bmap");
-    let dir = target_dir().join("image/boot-test");
+    let dir = workspace_root().join("target/image/boot-test");
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(Error::io(format!("removing {}", dir.display())))?;
     }
