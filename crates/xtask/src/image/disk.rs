@@ -11,6 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The EFI system partition's size (image/genimage.cfg gives the partition this image).
+const ESP_SIZE: u64 = 64 << 20;
+
 /// The disk image's file name.
 pub const IMAGE_NAME: &str = "keywarden.img";
 
@@ -123,6 +126,16 @@ pub fn assemble(
             .args(["-exec", "touch", "--no-dereference", "--date"])
             .arg(format!("@{epoch}"))
             .args(["{}", "+"]),
+    )?;
+
+    // The EFI system partition (its size is the `boot` partition's in image/genimage.cfg).
+    super::fat::build(
+        &input.join("esp.vfat"),
+        ESP_SIZE,
+        "BOOT",
+        "4b570001",
+        &esp,
+        build.epoch,
     )?;
 
     // The disk.

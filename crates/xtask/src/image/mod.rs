@@ -15,6 +15,7 @@
 
 mod bundle;
 mod disk;
+mod fat;
 mod packages;
 pub mod repro;
 mod rootfs;
