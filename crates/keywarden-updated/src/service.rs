@@ -1,0 +1,1 @@
+//! The org.keywarden.Update1 D-Bus adapter.
