@@ -1,1 +1,5 @@
-//! See the crate documentation.
+//! Writing a bundle's payload into the inactive slot. See the crate documentation.
+
+mod source;
+
+pub use source::{BundleSource, FileSource};
