@@ -12,6 +12,7 @@ mod string_enum;
 
 pub mod hardware;
 pub mod policy;
+pub mod update;
 pub mod xml;
 
 pub use string_enum::UnknownValue;
@@ -38,6 +39,8 @@ pub mod names {
     pub const UPDATE_BUS_NAME: &str = "org.keywarden.Update1";
     /// Object path of the update interface.
     pub const UPDATE_PATH: &str = "/org/keywarden/Update1";
+    /// Interface name of the update service.
+    pub const UPDATE_INTERFACE: &str = "org.keywarden.Update1";
 }
 
 /// System users and groups fixed by DESIGN.md.

@@ -13,11 +13,15 @@ pub const HARDWARE_SIM1_XML: &str = include_str!("../interfaces/org.keywarden.Ha
 /// `interfaces/org.keywarden.Policy1.xml`.
 pub const POLICY1_XML: &str = include_str!("../interfaces/org.keywarden.Policy1.xml");
 
+/// `interfaces/org.keywarden.Update1.xml`.
+pub const UPDATE1_XML: &str = include_str!("../interfaces/org.keywarden.Update1.xml");
+
 /// Every committed interface file, as (interface name, XML).
 pub const ALL: &[(&str, &str)] = &[
     ("org.keywarden.Hardware1", HARDWARE1_XML),
     ("org.keywarden.HardwareSim1", HARDWARE_SIM1_XML),
     ("org.keywarden.Policy1", POLICY1_XML),
+    ("org.keywarden.Update1", UPDATE1_XML),
 ];
 
 /// Why an introspected object does not match its committed XML.
