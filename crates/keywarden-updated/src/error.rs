@@ -28,7 +28,6 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-
     // --- boot ---
 
     // --- install ---
