@@ -35,6 +35,14 @@ pub enum Error {
     // --- remote ---
 
     // --- core / daemon ---
+    /// A configuration file is malformed.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
 }
 
 impl Error {

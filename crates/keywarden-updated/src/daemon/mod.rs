@@ -1,1 +1,3 @@
-//! See the crate documentation.
+//! The process: configuration, the driver loop around [`crate::core::UpdateCore`], the workers.
+
+pub mod config;
