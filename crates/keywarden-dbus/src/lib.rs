@@ -10,6 +10,7 @@
 
 mod string_enum;
 
+pub mod caller;
 pub mod hardware;
 pub mod policy;
 pub mod update;

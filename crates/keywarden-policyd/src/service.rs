@@ -68,41 +68,18 @@ impl Access {
         what: &str,
         audience: Audience,
     ) -> Result<Actor, PolicyError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| PolicyError::AccessDenied("message has no sender".into()))?;
-        let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-        let creds = dbus
-            .get_connection_credentials(sender.clone().into())
+        let caller = keywarden_dbus::caller::identify(conn, header)
             .await
-            .map_err(|e| {
-                PolicyError::AccessDenied(format!("cannot identify caller {sender}: {e}"))
-            })?;
-        let uid = creds
-            .unix_user_id()
-            .ok_or_else(|| PolicyError::AccessDenied(format!("no uid for caller {sender}")))?;
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten();
-        let gids: Vec<u32> = match creds.unix_group_ids() {
-            Some(g) => g.clone(),
-            None => user
-                .as_ref()
-                .and_then(|u| {
-                    let name = std::ffi::CString::new(u.name.clone()).ok()?;
-                    nix::unistd::getgrouplist(&name, u.gid).ok()
-                })
-                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
-                .unwrap_or_default(),
-        };
+            .map_err(PolicyError::AccessDenied)?;
+        let (uid, gids) = (caller.uid, caller.gids);
         let actor = Actor {
             uid,
-            name: user.map(|u| u.name).unwrap_or_else(|| uid.to_string()),
+            name: caller.name,
         };
         if self.allows(uid, &gids, audience) {
             Ok(actor)
         } else {
-            tracing::warn!(uid, sender = %sender, what, "refused caller");
+            tracing::warn!(uid, sender = ?header.sender(), what, "refused caller");
             Err(PolicyError::AccessDenied(format!(
                 "uid {uid} ({}) may not call {what}",
                 actor.name

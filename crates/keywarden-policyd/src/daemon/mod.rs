@@ -74,16 +74,11 @@ fn bus(operation: &'static str) -> impl Fn(zbus::Error) -> Error {
 }
 
 fn gids(names: &[String]) -> BTreeSet<u32> {
-    names
-        .iter()
-        .filter_map(|n| match nix::unistd::Group::from_name(n) {
-            Ok(Some(g)) => Some(g.gid.as_raw()),
-            _ => {
-                tracing::warn!(group = %n, "no such group; its members get no access");
-                None
-            }
-        })
-        .collect()
+    let (found, missing) = keywarden_dbus::caller::group_ids(names);
+    for group in missing {
+        tracing::warn!(%group, "no such group; its members get no access");
+    }
+    found
 }
 
 /// Open keys and database; any failure is the reason the service is out of service.
