@@ -43,9 +43,51 @@ pub enum Error {
         /// What is wrong, naming the field.
         reason: String,
     },
+    /// The bus refused an operation.
+    #[error("D-Bus: {operation}: {source}")]
+    Bus {
+        /// What was being done.
+        operation: &'static str,
+        /// The bus error.
+        source: Box<zbus::Error>,
+    },
+    /// A worker thread died (a bug): the operation's outcome is unknown, so it failed.
+    #[error("an updater worker thread failed: {0}")]
+    Worker(String),
+    /// The device has no update repository configured.
+    #[error("no update repository is configured: {0}")]
+    NotConfigured(String),
 }
 
 impl Error {
+    /// A stable, kebab-case code for the `Completed` signal, `LastError` and `--json` output:
+    /// what went wrong, independent of the message's wording.
+    pub fn code(&self) -> &'static str {
+        use keywarden_bundle::Error as B;
+        match self {
+            Error::Bundle(b) => match b {
+                B::NoTrustedKeys => "no-trusted-keys",
+                B::BadMagic | B::UnsupportedFormat { .. } => "not-a-bundle",
+                B::ManifestTooLarge { .. } | B::Malformed { .. } => "malformed-bundle",
+                B::TruncatedHeader { .. } | B::Truncated { .. } => "truncated",
+                B::UnknownSigner { .. } => "unknown-signer",
+                B::BadSignature { .. } => "bad-signature",
+                B::ChunkMismatch { .. } => "chunk-mismatch",
+                B::TrailingData { .. } => "trailing-data",
+                B::PayloadMismatch { .. } | B::SizeMismatch { .. } | B::PayloadChanged { .. } => {
+                    "payload-mismatch"
+                }
+                B::Io { .. } => "io",
+                _ => "bundle",
+            },
+            Error::Io { .. } => "io",
+            Error::Config { .. } => "config",
+            Error::Bus { .. } => "bus",
+            Error::Worker(_) => "internal",
+            Error::NotConfigured(_) => "not-configured",
+        }
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

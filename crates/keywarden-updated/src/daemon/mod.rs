@@ -1,3 +1,394 @@
-//! The process: configuration, the driver loop around [`crate::core::UpdateCore`], the workers.
+//! The process: configuration, the driver loop around [`UpdateCore`], and the workers.
+//!
+//! The loop owns the core. It takes commands from the bus ([`Call`]), reads the bootloader's
+//! facts fresh for each one, performs the core's [`Action`]s in order (bootloader writes on the
+//! blocking pool; the check and the install as workers on the blocking pool that report back
+//! over a channel), publishes the view and emits `Completed` and `PropertiesChanged`.
+//! Everything that touches a device, a file or the network is behind [`Platform`], whose real
+//! implementation (`platform.rs`) composes `boot`, `install` and `remote`.
 
 pub mod config;
+mod platform;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use keywarden_dbus::names::{UPDATE_BUS_NAME, UPDATE_PATH};
+use keywarden_dbus::update::{UpdateError, UpdateSlot};
+use tokio::sync::{mpsc, oneshot};
+use zbus::object_server::InterfaceRef;
+use zbus::Connection;
+
+pub use platform::RealPlatform;
+
+use crate::boot::Slot;
+use crate::core::{
+    Action, BootAction, BootFacts, Command, Counters, Failure, Offer, Source, UpdateCore,
+};
+use crate::service::{refusal, Call, Published, Reply, SharedPublished, UpdateService};
+use crate::{Error, Result};
+
+/// What the bootloader environment and the slots say now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootReport {
+    /// Booted slot and whether it is committed.
+    pub facts: BootFacts,
+    /// Per slot, for the `Slots` property.
+    pub slots: Vec<UpdateSlot>,
+    /// The booted slot's version, "" if unknown.
+    pub booted_version: String,
+}
+
+/// Everything the loop needs from the outside world. Blocking: the loop calls it on tokio's
+/// blocking pool.
+pub trait Platform: Send + Sync + 'static {
+    /// Reads the bootloader environment and the kernel command line.
+    fn boot_report(&self) -> Result<BootReport>;
+    /// Writes the bootloader environment.
+    fn boot(&self, action: BootAction) -> Result<()>;
+    /// Asks the repository for the newest bundle for this board (None: nothing newer).
+    fn check(&self) -> Result<Option<Offer>>;
+    /// Installs from `source` into `target`, reporting progress (`verifying` once it reads the
+    /// slot back) and stopping between chunks once `cancel` is set.
+    fn install(
+        &self,
+        source: &Source,
+        target: Slot,
+        progress: &mut dyn FnMut(Counters, bool),
+        cancel: &AtomicBool,
+    ) -> Result<Counters>;
+}
+
+/// A worker's report.
+#[derive(Debug)]
+enum Report {
+    Checked(Result<Option<Offer>, Failure>),
+    Progress(Counters, bool),
+    Installed(Result<Counters, Failure>),
+}
+
+/// The failure a worker reports for `error`.
+pub fn failure(error: &Error) -> Failure {
+    Failure {
+        code: error.code().to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// Serves `org.keywarden.Update1` on `conn` until the bus connection ends or SIGTERM.
+pub async fn serve(
+    conn: Connection,
+    platform: Arc<dyn Platform>,
+    admin_gids: std::collections::BTreeSet<u32>,
+) -> Result<()> {
+    let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
+    let published = SharedPublished::default();
+    let service = UpdateService::new(admin_gids, calls_tx, published.clone());
+    conn.object_server()
+        .at(UPDATE_PATH, service)
+        .await
+        .map_err(|e| Error::Bus {
+            operation: "serving /org/keywarden/Update1",
+            source: Box::new(e),
+        })?;
+    let iface: InterfaceRef<UpdateService> = conn
+        .object_server()
+        .interface(UPDATE_PATH)
+        .await
+        .map_err(|e| Error::Bus {
+            operation: "finding the served interface",
+            source: Box::new(e),
+        })?;
+    conn.request_name(UPDATE_BUS_NAME)
+        .await
+        .map_err(|e| Error::Bus {
+            operation: "owning org.keywarden.Update1",
+            source: Box::new(e),
+        })?;
+
+    let mut driver = Driver {
+        core: UpdateCore::new(),
+        platform,
+        published,
+        iface,
+        reports: mpsc::unbounded_channel(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        pending_check: None,
+        boot: None,
+    };
+    driver.refresh_boot().await;
+    driver.publish().await;
+    notify(sd_notify::NotifyState::Ready);
+    tracing::info!("serving org.keywarden.Update1");
+
+    let watchdog = watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::io("installing the SIGTERM handler for", "keywarden-updated", e))?;
+    loop {
+        tokio::select! {
+            call = calls.recv() => match call {
+                Some(call) => driver.call(call).await,
+                None => break,
+            },
+            Some(report) = driver.reports.1.recv() => driver.report(report).await,
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notify(sd_notify::NotifyState::Watchdog),
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: stopping (a running install stops between two chunks and resumes later)");
+                driver.cancel.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Driver {
+    core: UpdateCore,
+    platform: Arc<dyn Platform>,
+    published: SharedPublished,
+    iface: InterfaceRef<UpdateService>,
+    reports: (mpsc::UnboundedSender<Report>, mpsc::UnboundedReceiver<Report>),
+    cancel: Arc<AtomicBool>,
+    pending_check: Option<oneshot::Sender<Result<Reply, UpdateError>>>,
+    boot: Option<BootReport>,
+}
+
+impl Driver {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Platform) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let platform = self.platform.clone();
+        tokio::task::spawn_blocking(move || f(platform.as_ref()))
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?
+    }
+
+    async fn refresh_boot(&mut self) {
+        match self.blocking(|p| p.boot_report()).await {
+            Ok(report) => self.boot = Some(report),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the boot state");
+                self.boot = None;
+            }
+        }
+    }
+
+    async fn call(&mut self, call: Call) {
+        let Call {
+            command,
+            caller,
+            reply,
+        } = call;
+        tracing::info!(%caller, ?command, "command");
+        self.refresh_boot().await;
+        let Some(boot) = self.boot.clone() else {
+            let _ = reply.send(Err(UpdateError::Failed(
+                "the bootloader environment cannot be read (see the journal)".into(),
+            )));
+            return;
+        };
+        let is_check = command == Command::Check;
+        let actions = match self.core.command(command, boot.facts, SystemTime::now()) {
+            Ok(actions) => actions,
+            Err(r) => {
+                let _ = reply.send(Err(refusal(r)));
+                return;
+            }
+        };
+        if is_check {
+            self.pending_check = Some(reply);
+            if let Err(e) = self.perform(actions).await {
+                if let Some(reply) = self.pending_check.take() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        } else {
+            let result = self.perform(actions).await;
+            let _ = reply.send(result.map(|()| Reply::Done));
+        }
+        self.publish().await;
+    }
+
+    /// Performs actions in order. A failed `MarkGood`/`MarkBad` is the caller's error; a
+    /// failed `Invalidate` ends the install before anything is written.
+    async fn perform(&mut self, actions: Vec<Action>) -> Result<(), UpdateError> {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Boot(boot_action) => {
+                    let result = self.blocking(move |p| p.boot(boot_action)).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, ?boot_action, "bootloader write failed");
+                    } else {
+                        tracing::info!(?boot_action, "bootloader environment written");
+                    }
+                    match (boot_action, result) {
+                        (BootAction::Invalidate(_), Err(e)) => {
+                            // Nothing was written: the install ends before it starts.
+                            queue.clear();
+                            let now = SystemTime::now();
+                            queue.extend(self.core.install_done(Err(failure(&e)), now));
+                        }
+                        (BootAction::Activate(_), result) => {
+                            let now = SystemTime::now();
+                            let r = result.map_err(|e| failure(&e));
+                            queue.extend(self.core.activation_done(r, now));
+                        }
+                        (BootAction::MarkGood(_) | BootAction::MarkBad(_), Err(e)) => {
+                            return Err(UpdateError::Failed(e.to_string()));
+                        }
+                        (_, Ok(())) => {}
+                    }
+                    self.refresh_boot().await;
+                }
+                Action::StartCheck => self.start_check(),
+                Action::StartInstall { source, target } => self.start_install(source, target),
+                Action::CancelInstall => self.cancel.store(true, Ordering::SeqCst),
+                Action::Completed { ok, code, message } => {
+                    if ok {
+                        tracing::info!(%message, "install completed");
+                    } else {
+                        tracing::error!(%code, %message, "install failed");
+                    }
+                    let emitter = self.iface.signal_emitter();
+                    if let Err(e) = UpdateService::completed(emitter, ok, &code, &message).await {
+                        tracing::warn!(error = %e, "cannot emit Completed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_check(&self) {
+        let platform = self.platform.clone();
+        let reports = self.reports.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = platform.check().map_err(|e| failure(&e));
+            let _ = reports.send(Report::Checked(result));
+        });
+    }
+
+    fn start_install(&self, source: Source, target: Slot) {
+        self.cancel.store(false, Ordering::SeqCst);
+        let platform = self.platform.clone();
+        let reports = self.reports.0.clone();
+        let cancel = self.cancel.clone();
+        tracing::info!(source = %source.describe(), %target, "install started");
+        tokio::task::spawn_blocking(move || {
+            let progress_reports = reports.clone();
+            let mut progress = move |counters, verifying| {
+                let _ = progress_reports.send(Report::Progress(counters, verifying));
+            };
+            let result = platform
+                .install(&source, target, &mut progress, &cancel)
+                .map_err(|e| failure(&e));
+            let _ = reports.send(Report::Installed(result));
+        });
+    }
+
+    async fn report(&mut self, report: Report) {
+        let now = SystemTime::now();
+        match report {
+            Report::Checked(result) => {
+                let answer = match &result {
+                    Ok(Some(offer)) => Ok(Reply::Offer(true, offer.version.clone(), offer.size)),
+                    Ok(None) => Ok(Reply::Offer(false, String::new(), 0)),
+                    Err(f) if f.code == "not-configured" => {
+                        Err(UpdateError::NotConfigured(f.message.clone()))
+                    }
+                    Err(f) => Err(UpdateError::Failed(format!("{} ({})", f.message, f.code))),
+                };
+                self.core.check_done(result, now);
+                if let Some(reply) = self.pending_check.take() {
+                    let _ = reply.send(answer);
+                }
+            }
+            Report::Progress(counters, verifying) => {
+                self.core.install_progress(counters, verifying);
+            }
+            Report::Installed(result) => {
+                let actions = self.core.install_done(result, now);
+                if let Err(e) = self.perform(actions).await {
+                    tracing::error!(error = %e, "after the install");
+                }
+            }
+        }
+        self.publish().await;
+    }
+
+    /// Updates the published view and emits `PropertiesChanged` for what changed.
+    async fn publish(&mut self) {
+        let view = self.core.view();
+        let mut next = Published {
+            state: view.phase.as_str().to_owned(),
+            bytes_done: view.counters.done,
+            bytes_total: view.counters.total,
+            bytes_downloaded: view.counters.downloaded,
+            bytes_reused: view.counters.reused,
+            last_error: view
+                .last_error
+                .map(|f| (f.code, f.message))
+                .unwrap_or_default(),
+            ..Published::default()
+        };
+        if let Some(boot) = &self.boot {
+            next.booted_slot = boot.facts.booted.to_string();
+            next.booted_version = boot.booted_version.clone();
+            next.slots = boot.slots.clone();
+        }
+        let previous = match self.published.lock() {
+            Ok(mut p) => std::mem::replace(&mut *p, next.clone()),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next.clone()),
+        };
+        let iface = self.iface.get().await;
+        let emitter = self.iface.signal_emitter();
+        let mut results = Vec::new();
+        if previous.state != next.state {
+            results.push(iface.state_changed(emitter).await);
+        }
+        if previous.bytes_done != next.bytes_done {
+            results.push(iface.bytes_done_changed(emitter).await);
+        }
+        if previous.bytes_total != next.bytes_total {
+            results.push(iface.bytes_total_changed(emitter).await);
+        }
+        if previous.bytes_downloaded != next.bytes_downloaded {
+            results.push(iface.bytes_downloaded_changed(emitter).await);
+        }
+        if previous.bytes_reused != next.bytes_reused {
+            results.push(iface.bytes_reused_changed(emitter).await);
+        }
+        if previous.booted_slot != next.booted_slot {
+            results.push(iface.booted_slot_changed(emitter).await);
+        }
+        if previous.booted_version != next.booted_version {
+            results.push(iface.booted_version_changed(emitter).await);
+        }
+        if previous.slots != next.slots {
+            results.push(iface.slots_changed(emitter).await);
+        }
+        if previous.last_error != next.last_error {
+            results.push(iface.last_error_changed(emitter).await);
+        }
+        for result in results {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot emit PropertiesChanged");
+            }
+        }
+    }
+}
+
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+}
+
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
