@@ -16,7 +16,9 @@ pub mod boot;
 pub mod core;
 pub mod daemon;
 pub mod error;
+pub mod health;
 pub mod install;
+pub mod logging;
 pub mod remote;
 pub mod service;
 

@@ -1,5 +1,129 @@
-//! `keywarden-updated`: see the library documentation.
+//! `keywarden-updated`: the OTA updater daemon, and the boot health check it is wired to.
+//! Exit codes: 0 success, 1 failure, 2 configuration refused, 3 unhealthy (health-check).
 
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use keywarden_updated::daemon::config::{Config, DEFAULT_CONFIG};
+use keywarden_updated::daemon::{serve, RealPlatform};
+use keywarden_updated::{health, logging};
+
+/// Keywarden OTA updater (org.keywarden.Update1).
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 success, 1 failure, 2 configuration refused, 3 unhealthy."
+)]
+struct Args {
+    /// The board's update configuration.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// D-Bus address to use instead of the system bus.
+    #[arg(long)]
+    bus_address: Option<String>,
+    /// Group allowed to call the updater besides root; repeatable.
+    #[arg(long = "admin-group", default_values_t = [String::from("keywarden-admin")])]
+    admin_groups: Vec<String>,
+    /// Log to journald instead of standard error.
+    #[arg(long)]
+    journald: bool,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Serve org.keywarden.Update1 (the default).
+    Run,
+    /// Wait until keywarden-hwd and keywarden-policyd answer on the bus and policyd is in
+    /// service; exit 3 if they do not within the timeout.
+    HealthCheck {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.journald);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywarden-updated: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let conn = match connect(args.bus_address.as_deref()).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::error!("cannot connect to the bus: {e}");
+                eprintln!("keywarden-updated: cannot connect to the bus: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match args.command.unwrap_or(Sub::Run) {
+            Sub::Run => {
+                let config = match Config::load(&args.config) {
+                    Ok(config) => config,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        eprintln!("keywarden-updated: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let (admin_gids, missing) =
+                    keywarden_dbus::caller::group_ids(&args.admin_groups);
+                for group in missing {
+                    tracing::warn!(%group, "no such group; its members get no access");
+                }
+                let platform = Arc::new(RealPlatform::new(config));
+                match serve(conn, platform, admin_gids).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        eprintln!("keywarden-updated: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Sub::HealthCheck { timeout } => {
+                let findings = health::wait_healthy(
+                    &conn,
+                    Duration::from_secs(timeout),
+                    Duration::from_secs(1),
+                )
+                .await;
+                let healthy = findings.iter().all(|f| f.healthy);
+                for f in &findings {
+                    let verdict = if f.healthy { "ok" } else { "FAILED" };
+                    println!("{}: {verdict} ({})", f.service, f.detail);
+                    if f.healthy {
+                        tracing::info!(service = f.service, detail = %f.detail, "healthy");
+                    } else {
+                        tracing::error!(service = f.service, detail = %f.detail, "unhealthy");
+                    }
+                }
+                if healthy {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(3)
+                }
+            }
+        }
+    })
+}
+
+async fn connect(address: Option<&str>) -> zbus::Result<zbus::Connection> {
+    match address {
+        Some(address) => zbus::connection::Builder::address(address)?.build().await,
+        None => zbus::Connection::system().await,
+    }
 }
