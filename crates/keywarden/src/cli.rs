@@ -8,6 +8,7 @@ use crate::collector::{self, Collector};
 use crate::error::Error;
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
+use crate::update::{self, Update};
 use crate::policy::alarms::{self, Alarm};
 use crate::policy::audit::{self, Audit};
 use crate::policy::keys::{self, Key, Reserve, Slot};
@@ -90,6 +91,9 @@ pub enum Top {
     /// OTA update bundles: create, inspect, verify, keygen (no bus).
     #[command(subcommand)]
     Bundle(Bundle),
+    /// The OTA updater: check, install, status, mark-good, mark-bad, cancel.
+    #[command(subcommand)]
+    Update(Update),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -144,6 +148,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Session(cmd) => session::session(&ctx().await?, cmd).await,
         Top::Collector(cmd) => collector::run(out, &cmd),
         Top::Bundle(cmd) => bundle::run(out, &cmd),
+        Top::Update(cmd) => update::update(&conn, out, cmd).await,
     }
 }
 

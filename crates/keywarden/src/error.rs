@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify |
+//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify |
 //! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
@@ -73,6 +73,16 @@ pub enum Error {
     /// `collector check`: cabinets silent for longer than the limit (or none found).
     #[error("{0}")]
     Silent(String),
+    /// `update install`: the updater reported the install failed (its stable code and message).
+    #[error("{what}: {message} ({code})")]
+    Update {
+        /// The command.
+        what: String,
+        /// The updater's error code (`bad-signature`, `chunk-mismatch`, `not-newer`...).
+        code: String,
+        /// Why, for people.
+        message: String,
+    },
     /// JSON output could not be produced.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -128,7 +138,8 @@ fn call_exit_code(error: &zbus::Error) -> u8 {
             } else if prefix.starts_with("org.keywarden.") && prefix.ends_with(".Error") {
                 match variant {
                     "AccessDenied" | "InvalidArgument" | "NotFound" | "AlreadyExists"
-                    | "WeakPin" | "Conflict" | "WrongState" | "NoSuchSlot" => exit::REFUSED,
+                    | "WeakPin" | "Conflict" | "WrongState" | "NoSuchSlot" | "Busy"
+                    | "NotConfigured" => exit::REFUSED,
                     _ => exit::FAILED,
                 }
             } else {
@@ -153,7 +164,11 @@ impl Error {
                 | keywarden_bundle::Error::KeyExists { .. } => exit::REFUSED,
                 _ => exit::FAILED,
             },
-            Error::Io { .. } | Error::Verify { .. } | Error::Silent(_) | Error::Json(_) => {
+            Error::Io { .. }
+            | Error::Verify { .. }
+            | Error::Silent(_)
+            | Error::Json(_)
+            | Error::Update { .. } => {
                 exit::FAILED
             }
         }

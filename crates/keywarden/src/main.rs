@@ -10,6 +10,7 @@ mod output;
 mod policy;
 mod secret;
 mod times;
+mod update;
 
 use clap::Parser;
 
