@@ -54,6 +54,9 @@ pub enum Error {
     /// A worker thread died (a bug): the operation's outcome is unknown, so it failed.
     #[error("an updater worker thread failed: {0}")]
     Worker(String),
+    /// The repository offers nothing for this board.
+    #[error("the update repository offers no bundle for board {0}")]
+    NothingOffered(String),
     /// The device has no update repository configured.
     #[error("no update repository is configured: {0}")]
     NotConfigured(String),
@@ -85,6 +88,7 @@ impl Error {
             Error::Bus { .. } => "bus",
             Error::Worker(_) => "internal",
             Error::NotConfigured(_) => "not-configured",
+            Error::NothingOffered(_) => "nothing-offered",
         }
     }
 

@@ -84,7 +84,14 @@ fn main() -> ExitCode {
                 for group in missing {
                     tracing::warn!(%group, "no such group; its members get no access");
                 }
-                let platform = Arc::new(RealPlatform::new(config));
+                let platform = match RealPlatform::new(config) {
+                    Ok(platform) => Arc::new(platform),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        eprintln!("keywarden-updated: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
                 match serve(conn, platform, admin_gids).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -112,13 +119,36 @@ fn main() -> ExitCode {
                     }
                 }
                 if healthy {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(3)
+                    return ExitCode::SUCCESS;
+                }
+                // Unhealthy. Rebooting spends a try of a slot on trial (and so ends in a
+                // rollback); on a committed slot there is nothing to fall back to by
+                // rebooting, so say so and let the boot complete.
+                match on_trial(&args.config) {
+                    Ok(false) => {
+                        tracing::error!(
+                            "the committed system is unhealthy; not rebooting (no fallback to try)"
+                        );
+                        println!("unhealthy, but the booted slot is committed: not rebooting");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(true) => ExitCode::from(3),
+                    Err(e) => {
+                        tracing::error!("cannot tell whether the booted slot is on trial: {e}");
+                        ExitCode::from(3)
+                    }
                 }
             }
         }
     })
+}
+
+/// Whether the booted slot is still on trial (not committed) per the bootloader environment.
+fn on_trial(config: &std::path::Path) -> keywarden_updated::Result<bool> {
+    let config = Config::load(config)?;
+    let platform = RealPlatform::new(config)?;
+    let report = keywarden_updated::daemon::Platform::boot_report(&platform)?;
+    Ok(!report.facts.booted_committed)
 }
 
 async fn connect(address: Option<&str>) -> zbus::Result<zbus::Connection> {
