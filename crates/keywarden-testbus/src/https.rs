@@ -56,8 +56,11 @@ fn pki() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
     let key = KeyPair::generate().expect("server key");
     let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .expect("server params");
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    let leaf_cert = leaf.signed_by(&key, &ca_cert, &ca_key).expect("server cert");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_cert = leaf
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("server cert");
     (
         ca_cert.pem(),
         leaf_cert.der().clone(),
@@ -266,14 +269,18 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, root: &Pa
     }
     let Some(path) = resolve(root, &target) else {
         log(404);
-        let _ = stream.write_all(simple(404, "Not Found", "").as_bytes()).await;
+        let _ = stream
+            .write_all(simple(404, "Not Found", "").as_bytes())
+            .await;
         let _ = stream.shutdown().await;
         return;
     };
     // Local files, small reads: plain blocking I/O is fine here (no tokio "fs" feature needed).
     let Ok(mut file) = std::fs::File::open(&path) else {
         log(404);
-        let _ = stream.write_all(simple(404, "Not Found", "").as_bytes()).await;
+        let _ = stream
+            .write_all(simple(404, "Not Found", "").as_bytes())
+            .await;
         let _ = stream.shutdown().await;
         return;
     };
@@ -306,7 +313,11 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, root: &Pa
     let mut response = format!(
         "HTTP/1.1 {status} {}\r\nContent-Length: {length}\r\nAccept-Ranges: bytes\r\n\
          Content-Type: application/octet-stream\r\nConnection: close\r\n",
-        if status == 206 { "Partial Content" } else { "OK" }
+        if status == 206 {
+            "Partial Content"
+        } else {
+            "OK"
+        }
     );
     if status == 206 {
         response.push_str(&format!("Content-Range: bytes {first}-{last}/{total}\r\n"));

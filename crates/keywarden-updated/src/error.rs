@@ -164,7 +164,9 @@ pub enum Error {
     },
     /// The downloaded header and manifest are not the ones the TUF targets metadata names
     /// (a bundle swapped for another validly signed one).
-    #[error("bundle {target}: header and manifest {what} mismatch: expected {expected}, got {got}")]
+    #[error(
+        "bundle {target}: header and manifest {what} mismatch: expected {expected}, got {got}"
+    )]
     OfferMismatch {
         /// The target name.
         target: String,

@@ -104,7 +104,10 @@ impl Fixture {
 
     /// A signed bundle with a payload of `len` bytes.
     fn bundle(&self, version: &str, board: &str, len: usize) -> PathBuf {
-        let payload = self.dir.path().join(format!("rootfs-{board}-{version}.img"));
+        let payload = self
+            .dir
+            .path()
+            .join(format!("rootfs-{board}-{version}.img"));
         let data: Vec<u8> = (0..len).map(|i| (i * 7 + version.len()) as u8).collect();
         std::fs::write(&payload, data).unwrap();
         let spec = CreateSpec {
@@ -175,11 +178,15 @@ async fn the_newest_bundle_for_this_board_is_offered_and_downloads_intact() {
     let bytes = std::fs::read(&newest).unwrap();
     assert_eq!(offer.length, bytes.len() as u64);
     assert!(
-        offer.url.starts_with(&format!("{}targets/qemu-x86_64/", f.server.url())),
+        offer
+            .url
+            .starts_with(&format!("{}targets/qemu-x86_64/", f.server.url())),
         "{}",
         offer.url
     );
-    assert!(offer.url.ends_with(&format!("{}.keywarden-1.1.0.kwb", offer.sha256.to_hex())));
+    assert!(offer
+        .url
+        .ends_with(&format!("{}.keywarden-1.1.0.kwb", offer.sha256.to_hex())));
 
     let client = f.client();
     let offer2 = offer.clone();
@@ -198,7 +205,11 @@ async fn the_newest_bundle_for_this_board_is_offered_and_downloads_intact() {
     digest.finish().expect("whole bundle matches");
 
     // Another board sees its own bundle only.
-    let other = f.client_for("other-board", "datastore-other").check().await.unwrap();
+    let other = f
+        .client_for("other-board", "datastore-other")
+        .check()
+        .await
+        .unwrap();
     assert_eq!(other.expect("offer").version.to_string(), "2.0.0");
     assert!(f
         .client_for("no-such-board", "datastore-none")
@@ -217,7 +228,10 @@ async fn an_older_timestamp_after_a_newer_one_is_refused() {
     let old = f.save_metadata("old-metadata");
     f.publish("1.1.0", BOARD).await;
     let client = f.client();
-    assert_eq!(client.check().await.unwrap().unwrap().version.to_string(), "1.1.0");
+    assert_eq!(
+        client.check().await.unwrap().unwrap().version.to_string(),
+        "1.1.0"
+    );
     f.serve_metadata(&old);
     match client.check().await {
         Err(Error::TufRollback { role, .. }) => assert_eq!(role, "timestamp"),
@@ -225,7 +239,10 @@ async fn an_older_timestamp_after_a_newer_one_is_refused() {
     }
     // A device that never saw the newer one takes the old metadata (nothing to compare with).
     let fresh = f.client_for(BOARD, "fresh-datastore");
-    assert_eq!(fresh.check().await.unwrap().unwrap().version.to_string(), "1.0.0");
+    assert_eq!(
+        fresh.check().await.unwrap().unwrap().version.to_string(),
+        "1.0.0"
+    );
 }
 
 #[tokio::test]
@@ -313,7 +330,9 @@ async fn a_replaced_or_tampered_bundle_is_caught_by_the_offer() {
     })
     .await
     .unwrap();
-    offer.check_head(&read_head(got.as_slice()).unwrap()).unwrap();
+    offer
+        .check_head(&read_head(got.as_slice()).unwrap())
+        .unwrap();
     let mut digest = offer.digest();
     digest.update(&got).unwrap();
     match digest.finish() {
@@ -365,7 +384,13 @@ async fn targets_metadata_signed_by_an_unknown_key_is_refused() {
         "publishing without the targets key must fail: {result:?}"
     );
     assert_eq!(
-        f.client().check().await.unwrap().unwrap().version.to_string(),
+        f.client()
+            .check()
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+            .to_string(),
         "1.0.0"
     );
 }
@@ -385,7 +410,11 @@ async fn endless_metadata_is_refused_without_reading_it_all() {
         other => panic!("expected a size limit refusal, got {other:?}"),
     }
     // The client stopped early: far less than the terabyte was sent.
-    assert!(f.server.bytes_sent() < 64 << 20, "{}", f.server.bytes_sent());
+    assert!(
+        f.server.bytes_sent() < 64 << 20,
+        "{}",
+        f.server.bytes_sent()
+    );
 }
 
 #[tokio::test]
@@ -427,13 +456,19 @@ async fn a_device_with_the_first_root_follows_a_rotation() {
     .expect("rotate");
     assert!(root2.ends_with("2.root.json"));
     f.publish("1.1.0", BOARD).await;
-    assert_eq!(client.check().await.unwrap().unwrap().version.to_string(), "1.1.0");
+    assert_eq!(
+        client.check().await.unwrap().unwrap().version.to_string(),
+        "1.1.0"
+    );
     let kept = keywarden_updated::remote::tuf::read_root(&f.dir.path().join("datastore/root.json"))
         .unwrap();
     assert_eq!(kept.signed.version.get(), 2);
     // A device made after the rotation, given 1.root.json, walks to 2 as well.
     let fresh = f.client_for(BOARD, "fresh-datastore");
-    assert_eq!(fresh.check().await.unwrap().unwrap().version.to_string(), "1.1.0");
+    assert_eq!(
+        fresh.check().await.unwrap().unwrap().version.to_string(),
+        "1.1.0"
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,9 @@ use tough::editor::signed::SignedRole;
 use tough::editor::RepositoryEditor;
 use tough::key_source::KeySource;
 use tough::schema::decoded::{Decoded, Hex};
-use tough::schema::{Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Signed, Target, Timestamp};
+use tough::schema::{
+    Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Signed, Target, Timestamp,
+};
 use tough::sign::Sign;
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader};
 
@@ -303,7 +305,8 @@ pub async fn add_bundle(
     bundle: &Path,
     expiry: &Expiry,
 ) -> Result<Published> {
-    let head = read_head(std::fs::File::open(bundle).map_err(|e| Error::io("opening", bundle, e))?)?;
+    let head =
+        read_head(std::fs::File::open(bundle).map_err(|e| Error::io("opening", bundle, e))?)?;
     let manifest = keywarden_bundle::read_unverified(head.as_slice())?.manifest;
     let manifest_sha256 = Digest::of(&head);
     let (sha256, length) = file_digest(bundle)?;
@@ -400,10 +403,9 @@ pub async fn refresh_timestamp(
     let (_, root_path) = latest_root(repo)?;
     let root = super::tuf::read_root(&root_path)?;
     let path = meta.join("timestamp.json");
-    let old: Signed<Timestamp> = serde_json::from_slice(
-        &std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?,
-    )
-    .map_err(|e| publish_error(repo, format!("timestamp.json: {e}")))?;
+    let old: Signed<Timestamp> =
+        serde_json::from_slice(&std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?)
+            .map_err(|e| publish_error(repo, format!("timestamp.json: {e}")))?;
     let snapshot_meta: &Metafile = old
         .signed
         .meta
@@ -462,7 +464,11 @@ pub async fn rotate_root(
                 .iter()
                 .any(|(role, keys)| *role != RoleType::Root && keys.keyids.contains(id))
     };
-    let dropped: Vec<_> = old_ids.iter().filter(|id| !still_used(id)).cloned().collect();
+    let dropped: Vec<_> = old_ids
+        .iter()
+        .filter(|id| !still_used(id))
+        .cloned()
+        .collect();
     for id in dropped {
         root.keys.remove(&id);
     }
@@ -473,12 +479,22 @@ pub async fn rotate_root(
     root.expires = expires;
 
     let sources = key_sources(keys);
-    let by_new = SignedRole::new(root.clone(), &KeyHolder::Root(root.clone()), &sources, &rng())
-        .await
-        .map_err(|e| publish_error(repo, format!("signing with the new root keys: {e}")))?;
-    let by_old = SignedRole::new(root.clone(), &KeyHolder::Root(old.signed.clone()), &sources, &rng())
-        .await
-        .map_err(|e| publish_error(repo, format!("signing with the old root keys: {e}")))?;
+    let by_new = SignedRole::new(
+        root.clone(),
+        &KeyHolder::Root(root.clone()),
+        &sources,
+        &rng(),
+    )
+    .await
+    .map_err(|e| publish_error(repo, format!("signing with the new root keys: {e}")))?;
+    let by_old = SignedRole::new(
+        root.clone(),
+        &KeyHolder::Root(old.signed.clone()),
+        &sources,
+        &rng(),
+    )
+    .await
+    .map_err(|e| publish_error(repo, format!("signing with the old root keys: {e}")))?;
     let signed = by_new
         .add_old_signatures(by_old.signed().signatures.clone())
         .map_err(|e| publish_error(repo, e))?;

@@ -213,7 +213,10 @@ pub fn read_head(mut reader: impl Read) -> Result<Vec<u8>> {
         .map_err(|e| io("read the bundle header", e))?;
     let header = keywarden_bundle::Header::parse(&fixed)?;
     let mut head = fixed.to_vec();
-    head.resize(keywarden_bundle::HEADER_LEN + header.manifest_len as usize, 0);
+    head.resize(
+        keywarden_bundle::HEADER_LEN + header.manifest_len as usize,
+        0,
+    );
     reader
         .read_exact(&mut head[keywarden_bundle::HEADER_LEN..])
         .map_err(|e| io("read the manifest", e))?;
@@ -323,7 +326,10 @@ impl UpdateClient {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| bad(format!("custom metadata {key:?} missing or not a string")))
         };
-        let Some(compatible) = target.custom.get(CUSTOM_COMPATIBLE).and_then(|v| v.as_str())
+        let Some(compatible) = target
+            .custom
+            .get(CUSTOM_COMPATIBLE)
+            .and_then(|v| v.as_str())
         else {
             tracing::debug!(target = name, "not a bundle (no compatible): ignored");
             return Ok(None);
@@ -336,7 +342,9 @@ impl UpdateClient {
             .ok_or_else(|| bad("manifest_sha256 is not 64 lowercase hex digits".to_owned()))?;
         let expected = target_name(compatible, &version);
         if name != expected {
-            return Err(bad(format!("a bundle for {compatible} {version} must be named {expected}")));
+            return Err(bad(format!(
+                "a bundle for {compatible} {version} must be named {expected}"
+            )));
         }
         let sha: [u8; 32] = target
             .hashes
@@ -407,7 +415,9 @@ impl Transport for UreqTransport {
         let response = tokio::task::spawn_blocking(move || client.get(&request, None))
             .await
             .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, &text, e))?
-            .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, &text, Carried(e)))?;
+            .map_err(|e| {
+                TransportError::new_with_cause(TransportErrorKind::Other, &text, Carried(e))
+            })?;
         let status = response.status().as_u16();
         if status == 404 || status == 410 {
             return Err(TransportError::new(TransportErrorKind::FileNotFound, &text));
@@ -453,9 +463,7 @@ impl Transport for UreqTransport {
 }
 
 /// The receiving end of a fetch as a stream.
-struct ChannelStream(
-    tokio::sync::mpsc::Receiver<std::result::Result<Bytes, TransportError>>,
-);
+struct ChannelStream(tokio::sync::mpsc::Receiver<std::result::Result<Bytes, TransportError>>);
 
 impl futures_util::Stream for ChannelStream {
     type Item = std::result::Result<Bytes, TransportError>;
