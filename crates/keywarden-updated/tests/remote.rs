@@ -606,3 +606,90 @@ fn http_status_and_tls_failures_are_named() {
         Err(Error::HttpsCa { .. })
     ));
 }
+
+#[test]
+fn a_silent_server_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts TCP connections (the kernel does, from the backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let ca = StaticServer::start(dir.path()).write_ca(dir.path().join("ca.pem"));
+    let client = HttpsClient::new(&HttpsConfig {
+        ca_file: ca,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(1),
+    })
+    .unwrap();
+    let url = format!("https://127.0.0.1:{port}/f.bin");
+    match HttpSource::new(client, url.clone(), 10).open_at(0) {
+        Err(Error::HttpTimeout { url: u, .. }) => assert_eq!(u, url),
+        Err(other) => panic!("expected a timeout, got {other:?}"),
+        Ok(_) => panic!("expected a timeout"),
+    }
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_snapshot_naming_older_targets_is_refused() {
+    use std::collections::HashMap;
+    use tough::editor::signed::SignedRole;
+    use tough::key_source::KeySource;
+    use tough::schema::{Hashes, KeyHolder, Metafile, Snapshot, Timestamp};
+
+    let f = Fixture::new().await;
+    f.publish("1.0.0", BOARD).await;
+    f.publish("1.1.0", BOARD).await;
+    let client = f.client();
+    client.check().await.unwrap();
+
+    // With the snapshot and timestamp keys (a compromise of those, not of targets): snapshot 3
+    // naming targets version 1, and timestamp 3 naming it.
+    let meta = f.metadata();
+    let root = keywarden_updated::remote::tuf::read_root(&meta.join("1.root.json")).unwrap();
+    let holder = KeyHolder::Root(root.signed);
+    let keys: Vec<Box<dyn KeySource>> = online_keys()
+        .into_iter()
+        .map(|path| Box::new(publish::PemKey { path }) as Box<dyn KeySource>)
+        .collect();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let old_targets = std::fs::read(meta.join("1.targets.json")).unwrap();
+    let metafile = |bytes: &[u8], version: u64| Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes {
+            sha256: keywarden_bundle::Digest::of(bytes).0.to_vec().into(),
+            _extra: HashMap::new(),
+        }),
+        version: std::num::NonZeroU64::new(version).unwrap(),
+        _extra: HashMap::new(),
+    };
+    let expires = expiry().snapshot;
+    let mut snapshot = Snapshot::new(
+        "1.0.0".to_owned(),
+        std::num::NonZeroU64::new(3).unwrap(),
+        expires,
+    );
+    snapshot
+        .meta
+        .insert("targets.json".to_owned(), metafile(&old_targets, 1));
+    let snapshot = SignedRole::new(snapshot, &holder, &keys, &rng)
+        .await
+        .unwrap();
+    snapshot.write(&meta, true).await.unwrap();
+    let mut timestamp = Timestamp::new(
+        "1.0.0".to_owned(),
+        std::num::NonZeroU64::new(3).unwrap(),
+        expires,
+    );
+    timestamp
+        .meta
+        .insert("snapshot.json".to_owned(), metafile(snapshot.buffer(), 3));
+    let timestamp = SignedRole::new(timestamp, &holder, &keys, &rng)
+        .await
+        .unwrap();
+    timestamp.write(&meta, true).await.unwrap();
+
+    match client.check().await {
+        Err(Error::TufRollback { role, .. }) => assert_eq!(role, "targets.json"),
+        other => panic!("expected a targets rollback, got {other:?}"),
+    }
+}
