@@ -86,16 +86,20 @@ impl Fixture {
     }
 
     fn client_for(&self, board: &str, datastore: &str) -> UpdateClient {
-        UpdateClient::new(RemoteConfig {
-            https: self.https(),
-            root_file: self.root1.clone(),
-            datastore: self.dir.path().join(datastore),
-            metadata_url: url::Url::parse(&format!("{}metadata/", self.server.url())).unwrap(),
-            targets_url: url::Url::parse(&format!("{}targets/", self.server.url())).unwrap(),
-            board: board.to_owned(),
-            limits: default_limits(),
-        })
-        .expect("client")
+        let mut config = RemoteConfig::new(
+            &self.ca,
+            &self.root1,
+            self.dir.path().join(datastore),
+            url::Url::parse(&format!("{}metadata/", self.server.url())).unwrap(),
+            url::Url::parse(&format!("{}targets/", self.server.url())).unwrap(),
+            board,
+        );
+        config.https = self.https();
+        assert_eq!(
+            config.limits.max_timestamp_size,
+            default_limits().max_timestamp_size
+        );
+        UpdateClient::new(config).expect("client")
     }
 
     fn client(&self) -> UpdateClient {

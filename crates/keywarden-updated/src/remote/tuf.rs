@@ -79,6 +79,29 @@ pub struct RemoteConfig {
     pub limits: Limits,
 }
 
+impl RemoteConfig {
+    /// A configuration with the default timeouts ([`HttpsConfig::new`]) and metadata limits
+    /// ([`default_limits`]).
+    pub fn new(
+        ca_file: impl Into<PathBuf>,
+        root_file: impl Into<PathBuf>,
+        datastore: impl Into<PathBuf>,
+        metadata_url: Url,
+        targets_url: Url,
+        board: impl Into<String>,
+    ) -> RemoteConfig {
+        RemoteConfig {
+            https: HttpsConfig::new(ca_file),
+            root_file: root_file.into(),
+            datastore: datastore.into(),
+            metadata_url,
+            targets_url,
+            board: board.into(),
+            limits: default_limits(),
+        }
+    }
+}
+
 /// The newest bundle the repository offers this board, as the TUF targets metadata signs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
