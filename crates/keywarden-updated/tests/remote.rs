@@ -697,3 +697,29 @@ async fn a_snapshot_naming_older_targets_is_refused() {
         other => panic!("expected a targets rollback, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_version_names_one_bundle() {
+    let f = Fixture::new().await;
+    let first = f.bundle("1.0.0", BOARD, 1000);
+    let first_copy = f.dir.path().join("first-copy.kwb");
+    std::fs::copy(&first, &first_copy).unwrap();
+    publish::add_bundle(&f.repo, &online_keys(), &first_copy, &expiry())
+        .await
+        .unwrap();
+    // The same bundle again: allowed (new metadata versions, same target).
+    let again = publish::add_bundle(&f.repo, &online_keys(), &first_copy, &expiry())
+        .await
+        .unwrap();
+    assert_eq!(again.targets_version, 2);
+    // Another build under the same version: refused.
+    let other = f.bundle("1.0.0", BOARD, 2000);
+    match publish::add_bundle(&f.repo, &online_keys(), &other, &expiry()).await {
+        Err(Error::Publish { problem, .. }) => {
+            assert!(problem.contains("already published"), "{problem}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let offer = f.client().check().await.unwrap().unwrap();
+    assert_eq!(offer.length, std::fs::metadata(&first_copy).unwrap().len());
+}

@@ -307,7 +307,14 @@ pub async fn add_bundle(
 ) -> Result<Published> {
     let head =
         read_head(std::fs::File::open(bundle).map_err(|e| Error::io("opening", bundle, e))?)?;
-    let manifest = keywarden_bundle::read_unverified(head.as_slice())?.manifest;
+    let unverified = keywarden_bundle::read_unverified(head.as_slice())?;
+    if hex::encode(unverified.header.signer) == keywarden_bundle::keys::TEST_ONLY_PUBLIC_KEY {
+        tracing::warn!(
+            bundle = %bundle.display(),
+            "publishing a bundle signed with the TEST-ONLY key: only test devices accept it"
+        );
+    }
+    let manifest = unverified.manifest;
     let manifest_sha256 = Digest::of(&head);
     let (sha256, length) = file_digest(bundle)?;
     let name = target_name(&manifest.compatible, &manifest.version);
@@ -336,6 +343,21 @@ pub async fn add_bundle(
 
     let (_, root_path) = latest_root(repo)?;
     let current = load_local(repo, &root_path).await?;
+    if let Some(current) = &current {
+        let existing = current
+            .all_targets()
+            .find(|(n, _)| n.raw() == name)
+            .map(|(_, t)| t.hashes.sha256.as_ref().to_vec());
+        if existing.is_some_and(|h| h != sha256.0) {
+            return Err(publish_error(
+                repo,
+                format!(
+                    "{name} is already published with other content: a version names one bundle \
+                     (give the new build a new version)"
+                ),
+            ));
+        }
+    }
     let (mut editor, versions) = match current {
         Some(current) => {
             let versions = (
