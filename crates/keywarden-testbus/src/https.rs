@@ -28,6 +28,7 @@ const NO_CUT: u64 = u64::MAX;
 #[derive(Debug, Default)]
 struct State {
     extra: AtomicU64,
+    overrun: AtomicU64,
     cut_next: AtomicU64,
     ignore_range: AtomicBool,
     sent: AtomicU64,
@@ -153,6 +154,13 @@ impl StaticServer {
     /// announced lengths include them): an endless-data server when large.
     pub fn set_extra_bytes(&self, extra: u64) {
         self.state.extra.store(extra, Ordering::SeqCst);
+    }
+
+    /// Sends `bytes` more than announced after each body, without a `Content-Length` (a
+    /// close-delimited body that does not stop where its `Content-Range` says): a client must
+    /// stop reading by itself.
+    pub fn set_overrun(&self, bytes: u64) {
+        self.state.overrun.store(bytes, Ordering::SeqCst);
     }
 
     /// Cuts the next response's connection (no TLS close_notify) after `bytes` body bytes.
@@ -310,15 +318,19 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, root: &Pa
         _ => (200, 0, total.saturating_sub(1)),
     };
     let length = if total == 0 { 0 } else { last - first + 1 };
+    let overrun = state.overrun.load(Ordering::SeqCst);
+    let reason = if status == 206 {
+        "Partial Content"
+    } else {
+        "OK"
+    };
     let mut response = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {length}\r\nAccept-Ranges: bytes\r\n\
-         Content-Type: application/octet-stream\r\nConnection: close\r\n",
-        if status == 206 {
-            "Partial Content"
-        } else {
-            "OK"
-        }
+        "HTTP/1.1 {status} {reason}\r\nAccept-Ranges: bytes\r\n\
+         Content-Type: application/octet-stream\r\nConnection: close\r\n"
     );
+    if overrun == 0 {
+        response.push_str(&format!("Content-Length: {length}\r\n"));
+    }
     if status == 206 {
         response.push_str(&format!("Content-Range: bytes {first}-{last}/{total}\r\n"));
     }
@@ -364,6 +376,16 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, root: &Pa
             // A network cut: the connection drops without TLS close_notify.
             return;
         }
+    }
+    let mut left = overrun;
+    buf.fill(b'x');
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        state.sent.fetch_add(n as u64, Ordering::SeqCst);
+        left -= n as u64;
     }
     let _ = stream.shutdown().await;
 }
