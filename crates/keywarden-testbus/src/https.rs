@@ -4,7 +4,8 @@
 //! `Connection: close` after each response.
 //!
 //! Knobs for attack and failure tests: serve extra bytes after each file as if it were longer
-//! (endless data), cut the next response after N body bytes (network cut), ignore `Range`.
+//! (endless data, announced), keep sending past the announced range without a length (endless
+//! data, unannounced), cut the next response after N body bytes (network cut), ignore `Range`.
 //! It counts the body bytes it sent, so a test can tell that a client stopped reading.
 //!
 //! It runs on its own thread with its own tokio runtime, so blocking and async tests can both

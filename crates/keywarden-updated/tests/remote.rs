@@ -735,3 +735,41 @@ async fn a_version_names_one_bundle() {
     let offer = f.client().check().await.unwrap().unwrap();
     assert_eq!(offer.length, std::fs::metadata(&first_copy).unwrap().len());
 }
+
+#[tokio::test]
+async fn a_rotated_timestamp_key_takes_over_from_the_old_one() {
+    let f = Fixture::new().await;
+    f.publish("1.0.0", BOARD).await;
+    let client = f.client();
+    client.check().await.unwrap();
+    let new_key = f.dir.path().join("timestamp-2.pem");
+    keywarden_bundle::keys::generate(&new_key, &f.dir.path().join("timestamp-2.pub")).unwrap();
+    publish::rotate_keys(
+        &f.repo,
+        &[key("root-1")],
+        tough::schema::RoleType::Timestamp,
+        std::slice::from_ref(&new_key),
+        1,
+        Utc::now() + chrono::Duration::days(365),
+    )
+    .await
+    .unwrap();
+    // The timestamp signed with the old key is no longer accepted...
+    match client.check().await {
+        Err(Error::TufSignature { role, .. }) => assert_eq!(role, "timestamp"),
+        other => panic!("expected the old timestamp key to be refused, got {other:?}"),
+    }
+    // ... nor one re-signed with it ...
+    assert!(matches!(
+        publish::refresh_timestamp(&f.repo, &[key("timestamp")], expiry().timestamp).await,
+        Err(Error::Publish { .. })
+    ));
+    // ... the new key's is.
+    publish::refresh_timestamp(&f.repo, &[new_key], expiry().timestamp)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.check().await.unwrap().unwrap().version.to_string(),
+        "1.0.0"
+    );
+}

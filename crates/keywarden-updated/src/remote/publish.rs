@@ -464,27 +464,56 @@ pub async fn rotate_root(
     threshold: u64,
     expires: DateTime<Utc>,
 ) -> Result<PathBuf> {
+    rotate_keys(
+        repo,
+        keys,
+        RoleType::Root,
+        new_root_keys,
+        threshold,
+        expires,
+    )
+    .await
+}
+
+/// Replaces the keys of one top-level role (`root`, `targets`, `snapshot` or `timestamp`):
+/// writes `N+1.root.json` naming `new_keys` (with `threshold`) for `role`, the other roles
+/// unchanged, expiring at `root_expires`, signed by a threshold of the old root's keys and of
+/// the new root's (all found among `keys`). The role's current metadata, signed with the old
+/// keys, is refused by devices from then on: re-sign it with the new keys
+/// ([`refresh_timestamp`] for the timestamp, [`add_bundle`] for targets and snapshot) before
+/// uploading. Returns the new root's path.
+pub async fn rotate_keys(
+    repo: &Path,
+    keys: &[PathBuf],
+    role: RoleType,
+    new_keys: &[PathBuf],
+    threshold: u64,
+    root_expires: DateTime<Utc>,
+) -> Result<PathBuf> {
+    if role == RoleType::DelegatedTargets {
+        return Err(publish_error(repo, "only top-level roles are rotated here"));
+    }
     let (n, old_path) = latest_root(repo)?;
     let old = super::tuf::read_root(&old_path)?;
     let mut root = old.signed.clone();
     let old_ids = root
         .roles
-        .get(&RoleType::Root)
+        .get(&role)
         .map(|r| r.keyids.clone())
         .unwrap_or_default();
     let mut new_ids = Vec::new();
-    for path in new_root_keys {
+    for path in new_keys {
         let (id, key) = public_key(path).await?;
         new_ids.push(id.clone());
         root.keys.insert(id, key);
     }
-    // Old root keys no other role uses leave the key list.
+    // Old keys no other role uses leave the key list.
     let still_used = |id: &Decoded<Hex>| {
         new_ids.contains(id)
             || root
                 .roles
                 .iter()
-                .any(|(role, keys)| *role != RoleType::Root && keys.keyids.contains(id))
+                .any(|(r, keys)| *r != role && keys.keyids.contains(id))
     };
     let dropped: Vec<_> = old_ids
         .iter()
@@ -494,11 +523,10 @@ pub async fn rotate_root(
     for id in dropped {
         root.keys.remove(&id);
     }
-    root.roles
-        .insert(RoleType::Root, role_keys(new_ids, threshold)?);
+    root.roles.insert(role, role_keys(new_ids, threshold)?);
     root.version = NonZeroU64::new(n.saturating_add(1))
         .ok_or_else(|| publish_error(repo, "root version overflow"))?;
-    root.expires = expires;
+    root.expires = root_expires;
 
     let sources = key_sources(keys);
     let by_new = SignedRole::new(
