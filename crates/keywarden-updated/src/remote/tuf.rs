@@ -323,8 +323,17 @@ impl UpdateClient {
         .map_err(from_tough)?;
         let mut offers = Vec::new();
         for (name, target) in repo.all_targets() {
-            if let Some(offer) = self.offer(name.raw(), target)? {
-                offers.push(offer);
+            // A malformed target for this board (a publishing mistake: the metadata is signed)
+            // is skipped, not fatal: the other bundles stay installable.
+            match parse_offer(
+                &self.config.board,
+                &self.config.targets_url,
+                name.raw(),
+                target,
+            ) {
+                Ok(Some(offer)) => offers.push(offer),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipping a target: {e}"),
             }
         }
         offers.sort_by(|a, b| a.version.cmp(&b.version));
@@ -335,62 +344,67 @@ impl UpdateClient {
         );
         Ok(offers)
     }
+}
 
-    /// The offer a target makes to this board, if it is for this board.
-    fn offer(&self, name: &str, target: &tough::schema::Target) -> Result<Option<Offer>> {
-        let bad = |problem: String| Error::BadOffer {
-            target: name.to_owned(),
-            problem,
-        };
-        let text = |key: &str| -> Result<&str> {
-            target
-                .custom
-                .get(key)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad(format!("custom metadata {key:?} missing or not a string")))
-        };
-        let Some(compatible) = target
+/// The offer target `name` makes to `board`: `None` if it is not a bundle (no `compatible`) or
+/// is for another board; [`Error::BadOffer`] if it is for `board` but its custom metadata or its
+/// name is malformed.
+pub fn parse_offer(
+    board: &str,
+    targets_url: &Url,
+    name: &str,
+    target: &tough::schema::Target,
+) -> Result<Option<Offer>> {
+    let bad = |problem: String| Error::BadOffer {
+        target: name.to_owned(),
+        problem,
+    };
+    let text = |key: &str| -> Result<&str> {
+        target
             .custom
-            .get(CUSTOM_COMPATIBLE)
+            .get(key)
             .and_then(|v| v.as_str())
-        else {
-            tracing::debug!(target = name, "not a bundle (no compatible): ignored");
-            return Ok(None);
-        };
-        if compatible != self.config.board {
-            return Ok(None);
-        }
-        let version = Version::parse(text(CUSTOM_VERSION)?).map_err(|e| bad(e.to_string()))?;
-        let manifest_sha256 = Digest::from_hex(text(CUSTOM_MANIFEST_SHA256)?)
-            .ok_or_else(|| bad("manifest_sha256 is not 64 lowercase hex digits".to_owned()))?;
-        let expected = target_name(compatible, &version);
-        if name != expected {
-            return Err(bad(format!(
-                "a bundle for {compatible} {version} must be named {expected}"
-            )));
-        }
-        let sha: [u8; 32] = target
-            .hashes
-            .sha256
-            .as_ref()
-            .try_into()
-            .map_err(|_| bad("its sha256 is not 32 bytes".to_owned()))?;
-        let sha256 = Digest(sha);
-        let url = self
-            .config
-            .targets_url
-            .join(&target_file_path(name, &sha256))
-            .map_err(|e| bad(format!("no URL under {}: {e}", self.config.targets_url)))?;
-        Ok(Some(Offer {
-            version,
-            target: name.to_owned(),
-            url: url.to_string(),
-            length: target.length,
-            sha256,
-            manifest_sha256,
-            compatible: compatible.to_owned(),
-        }))
+            .ok_or_else(|| bad(format!("custom metadata {key:?} missing or not a string")))
+    };
+    let Some(compatible) = target
+        .custom
+        .get(CUSTOM_COMPATIBLE)
+        .and_then(|v| v.as_str())
+    else {
+        tracing::debug!(target = name, "not a bundle (no compatible): ignored");
+        return Ok(None);
+    };
+    if compatible != board {
+        return Ok(None);
     }
+    let version = Version::parse(text(CUSTOM_VERSION)?).map_err(|e| bad(e.to_string()))?;
+    let manifest_sha256 = Digest::from_hex(text(CUSTOM_MANIFEST_SHA256)?)
+        .ok_or_else(|| bad("manifest_sha256 is not 64 lowercase hex digits".to_owned()))?;
+    let expected = target_name(compatible, &version);
+    if name != expected {
+        return Err(bad(format!(
+            "a bundle for {compatible} {version} must be named {expected}"
+        )));
+    }
+    let sha: [u8; 32] = target
+        .hashes
+        .sha256
+        .as_ref()
+        .try_into()
+        .map_err(|_| bad("its sha256 is not 32 bytes".to_owned()))?;
+    let sha256 = Digest(sha);
+    let url = targets_url
+        .join(&target_file_path(name, &sha256))
+        .map_err(|e| bad(format!("no URL under {targets_url}: {e}")))?;
+    Ok(Some(Offer {
+        version,
+        target: name.to_owned(),
+        url: url.to_string(),
+        length: target.length,
+        sha256,
+        manifest_sha256,
+        compatible: compatible.to_owned(),
+    }))
 }
 
 /// A [`tough::Transport`] on the updater's HTTPS client: each fetch runs the blocking request on
@@ -642,4 +656,120 @@ pub fn read_root(path: &Path) -> Result<Signed<Root>> {
         path: path.to_owned(),
         problem: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn target(custom: &[(&str, &str)]) -> tough::schema::Target {
+        tough::schema::Target {
+            length: 1234,
+            hashes: tough::schema::Hashes {
+                sha256: vec![0xab; 32].into(),
+                _extra: HashMap::new(),
+            },
+            custom: custom
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+                .collect(),
+            _extra: HashMap::new(),
+        }
+    }
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("version", "1.2.0-rc.1"),
+            ("compatible", "qemu-x86_64"),
+            ("manifest_sha256", "cd".repeat(32).leak()),
+        ]
+    }
+
+    fn base() -> Url {
+        Url::parse("https://updates.example/t/").unwrap()
+    }
+
+    #[test]
+    fn a_well_formed_target_is_an_offer_with_its_consistent_snapshot_url() {
+        let offer = parse_offer(
+            "qemu-x86_64",
+            &base(),
+            "qemu-x86_64/keywarden-1.2.0-rc.1.kwb",
+            &target(&good()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(offer.version, Version::parse("1.2.0-rc.1").unwrap());
+        assert_eq!(offer.length, 1234);
+        assert_eq!(
+            offer.url,
+            format!(
+                "https://updates.example/t/qemu-x86_64/{}.keywarden-1.2.0-rc.1.kwb",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(offer.manifest_sha256.to_hex(), "cd".repeat(32));
+    }
+
+    #[test]
+    fn other_boards_and_other_files_are_not_offers() {
+        let name = "qemu-x86_64/keywarden-1.2.0-rc.1.kwb";
+        assert_eq!(
+            parse_offer("rpi4", &base(), name, &target(&good())).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_offer("qemu-x86_64", &base(), "notes.txt", &target(&[])).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn malformed_offers_for_this_board_are_named() {
+        let name = "qemu-x86_64/keywarden-1.2.0-rc.1.kwb";
+        let mut bad_version = good();
+        bad_version[0].1 = "1.2";
+        let mut bad_digest = good();
+        bad_digest[2].1 = "CD";
+        let missing: Vec<_> = good().into_iter().take(2).collect();
+        for custom in [bad_version, bad_digest, missing] {
+            assert!(matches!(
+                parse_offer("qemu-x86_64", &base(), name, &target(&custom)),
+                Err(Error::BadOffer { .. })
+            ));
+        }
+        // The name must match the custom metadata.
+        assert!(matches!(
+            parse_offer(
+                "qemu-x86_64",
+                &base(),
+                "qemu-x86_64/keywarden-9.9.9.kwb",
+                &target(&good())
+            ),
+            Err(Error::BadOffer { .. })
+        ));
+    }
+
+    #[test]
+    fn the_target_digest_checks_length_and_hash() {
+        let data = b"bundle bytes";
+        let offer = Offer {
+            version: Version::parse("1.0.0").unwrap(),
+            target: "b/keywarden-1.0.0.kwb".to_owned(),
+            url: String::new(),
+            length: data.len() as u64,
+            sha256: Digest::of(data),
+            manifest_sha256: Digest::of(b""),
+            compatible: "b".to_owned(),
+        };
+        let mut digest = offer.digest();
+        digest.update(&data[..5]).unwrap();
+        digest.update(&data[5..]).unwrap();
+        digest.finish().unwrap();
+        let mut digest = offer.digest();
+        digest.update(b"bundle bytez").unwrap();
+        assert!(matches!(digest.finish(), Err(Error::TargetMismatch { .. })));
+    }
 }
