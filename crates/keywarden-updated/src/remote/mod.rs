@@ -9,6 +9,10 @@
 //!   the offer before any payload byte is used.
 //! - [`publish`]: creating and updating the repository from bundles, re-signing the timestamp,
 //!   rotating the root keys (see `ota/REPOSITORY.md`).
+//!
+//! Threads: [`UpdateClient::check`] and the [`publish`] functions are async (`tough` is) and must
+//! run inside a tokio runtime (the transport uses its blocking pool); one check at a time per
+//! datastore. [`HttpSource`] and [`HttpsClient`] are blocking, for the installer's thread.
 
 pub mod https;
 pub mod publish;
