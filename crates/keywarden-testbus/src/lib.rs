@@ -5,6 +5,8 @@
 //!
 //! Not for production code: it panics on set-up failures, which is what a test wants.
 
+pub mod https;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -33,6 +33,169 @@ pub enum Error {
     // --- install ---
 
     // --- remote ---
+    /// The CA bundle that HTTPS servers are checked against could not be used.
+    #[error("HTTPS CA bundle {path}: {problem}")]
+    HttpsCa {
+        /// The PEM file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An HTTPS server answered with an error status (or an unexpected one).
+    #[error("HTTP {status} from {url}")]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The TLS handshake or the TLS stream failed (unknown CA, wrong name, expired certificate...).
+    #[error("TLS failure with {url}: {problem}")]
+    HttpTls {
+        /// The URL requested.
+        url: String,
+        /// What rustls reported.
+        problem: String,
+    },
+    /// A connect or read timeout passed.
+    #[error("timeout ({phase}) fetching {url}")]
+    HttpTimeout {
+        /// The URL requested.
+        url: String,
+        /// Which timeout ("connect", "read", ...).
+        phase: String,
+    },
+    /// The connection could not be made or broke (DNS, refused, reset, cut mid-stream).
+    #[error("fetching {url}: {problem}")]
+    HttpTransfer {
+        /// The URL requested.
+        url: String,
+        /// What failed.
+        problem: String,
+    },
+    /// The server answered a `Range` request with the whole file (200) or a wrong range: resuming
+    /// from an offset is impossible with it.
+    #[error("{url} ignored the range request from byte {offset}: {problem}")]
+    HttpRangeIgnored {
+        /// The URL requested.
+        url: String,
+        /// The offset asked for.
+        offset: u64,
+        /// What the server answered instead.
+        problem: String,
+    },
+    /// The server announced a length other than the one the signed metadata gives.
+    #[error("{url}: the server announces {announced} bytes where {expected} are expected")]
+    HttpLength {
+        /// The URL requested.
+        url: String,
+        /// What the signed metadata says is left to read.
+        expected: u64,
+        /// What the server announced.
+        announced: String,
+    },
+    /// A TUF metadata file is older than one already seen (rollback attack).
+    #[error("TUF rollback refused: {role} metadata {detail}")]
+    TufRollback {
+        /// The role (timestamp, snapshot, targets, root).
+        role: String,
+        /// The versions involved.
+        detail: String,
+    },
+    /// A TUF metadata file has expired (freeze attack, or a repository whose timestamp is not
+    /// re-signed).
+    #[error("TUF {role} metadata has expired (freeze attack or stale repository)")]
+    TufExpired {
+        /// The role.
+        role: String,
+    },
+    /// A TUF metadata file does not match the version or hash its parent lists for it
+    /// (mix-and-match attack).
+    #[error("TUF {role} metadata does not match what the signed metadata lists for it: {detail}")]
+    TufMismatch {
+        /// The role or file.
+        role: String,
+        /// What differs.
+        detail: String,
+    },
+    /// A TUF metadata file is not signed by a threshold of its role's trusted keys (including a
+    /// new root not signed by the old root's keys).
+    #[error("TUF {role} metadata signature check failed: {detail}")]
+    TufSignature {
+        /// The role.
+        role: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A download exceeded its size limit (endless-data attack); it was stopped there.
+    #[error("{url} is larger than its limit of {max} bytes ({by}): download stopped")]
+    TufTooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        max: u64,
+        /// Where the limit comes from (our limits, or the signed metadata).
+        by: String,
+    },
+    /// The trusted root metadata (root.json of the device) is missing or unusable.
+    #[error("TUF trusted root {path}: {problem}")]
+    TufRoot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Any other failure of the TUF client or of publishing (named by `context`).
+    #[error("TUF {context}: {problem}")]
+    Tuf {
+        /// What was being done.
+        context: String,
+        /// What failed.
+        problem: String,
+    },
+    /// A target's custom metadata is missing or malformed (not an update offer).
+    #[error("TUF target {target}: {problem}")]
+    BadOffer {
+        /// The target name.
+        target: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The downloaded header and manifest are not the ones the TUF targets metadata names
+    /// (a bundle swapped for another validly signed one).
+    #[error(
+        "bundle {target}: header and manifest {what} mismatch: expected {expected}, got {got}"
+    )]
+    OfferMismatch {
+        /// The target name.
+        target: String,
+        /// Which check ("SHA-256", "version", "compatible").
+        what: String,
+        /// What the TUF metadata says.
+        expected: String,
+        /// What was downloaded.
+        got: String,
+    },
+    /// The whole downloaded bundle is not the TUF target (length or SHA-256).
+    #[error("bundle {target}: {what} mismatch with the TUF targets metadata: expected {expected}, got {got}")]
+    TargetMismatch {
+        /// The target name.
+        target: String,
+        /// "length" or "SHA-256".
+        what: String,
+        /// What the TUF metadata says.
+        expected: String,
+        /// What was downloaded.
+        got: String,
+    },
+    /// Publishing a bundle or rotating a key failed.
+    #[error("publishing to {repo}: {problem}")]
+    Publish {
+        /// The repository directory.
+        repo: PathBuf,
+        /// What failed.
+        problem: String,
+    },
 
     // --- core / daemon ---
     /// A configuration file is malformed.
