@@ -229,6 +229,34 @@ impl HttpSource {
         HttpSource::new(client, offer.url.clone(), offer.length)
     }
 
+    /// A bundle at a plain `https://` URL (no repository metadata gives its length): one
+    /// `Range: bytes=0-` request whose `206` answer's `Content-Range` says the length; the body is
+    /// not read. Such a bundle is still protected by its signature and chunk hashes, but not by
+    /// the repository's freshness and rollback checks.
+    pub fn probe(client: HttpsClient, url: &str) -> Result<HttpSource> {
+        let response = client.get(url, Some(0))?;
+        let status = response.status().as_u16();
+        if status != 206 {
+            return Err(Error::HttpRangeIgnored {
+                url: url.to_owned(),
+                offset: 0,
+                problem: format!("answered {status} instead of 206 Partial Content"),
+            });
+        }
+        let total = response
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range)
+            .map(|(_, _, total)| total)
+            .ok_or_else(|| Error::HttpRangeIgnored {
+                url: url.to_owned(),
+                offset: 0,
+                problem: "no usable Content-Range header".to_owned(),
+            })?;
+        Ok(HttpSource::new(client, url, total))
+    }
+
     /// The URL.
     pub fn url(&self) -> &str {
         &self.url
