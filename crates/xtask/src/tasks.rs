@@ -55,6 +55,7 @@ pub fn test(args: &VmArgs) -> Result<()> {
             board: "qemu".into(),
             signing_key: None,
             update_lock: false,
+            version: None,
         },
     );
     match image {

@@ -5,7 +5,9 @@
 
 use super::{Build, ImageArgs};
 use crate::error::{Error, Result};
-use keywarden_bundle::{create as create_bundle, keys, verify_file, CreateSpec, Keyring};
+use keywarden_bundle::{
+    create as create_bundle, keys, verify_file, CreateSpec, Keyring, SigningKey,
+};
 use std::fs;
 use std::io::BufWriter;
 use std::path::Path;
@@ -13,8 +15,9 @@ use std::path::Path;
 /// The repository's TEST-ONLY signing key.
 pub const TEST_ONLY_KEY: &str = "ota/keys/test-only/test-only-signing.pem";
 
-/// Signs the root file system into `out` (written to a temporary name, renamed when complete).
-pub fn create(build: &Build, rootfs: &Path, out: &Path, args: &ImageArgs) -> Result<()> {
+/// The key that signs this build's bundle: `--signing-key`, or the repository's TEST-ONLY key
+/// with a warning.
+pub fn signing_key(build: &Build, args: &ImageArgs) -> Result<SigningKey> {
     let key_path = args
         .signing_key
         .clone()
@@ -31,6 +34,17 @@ pub fn create(build: &Build, rootfs: &Path, out: &Path, args: &ImageArgs) -> Res
              ({TEST_ONLY_KEY}); pass --signing-key with the fleet's key for a real release"
         );
     }
+    Ok(key)
+}
+
+/// The public half of `key` as the image's trusted bundle key file (SPKI PEM).
+pub fn public_pem(key: &SigningKey) -> Result<String> {
+    keys::public_key_pem(&key.verifying_key())
+        .map_err(|e| Error::Setup(format!("encoding the bundle signing key's public half: {e}")))
+}
+
+/// Signs the root file system into `out` (written to a temporary name, renamed when complete).
+pub fn create(build: &Build, rootfs: &Path, out: &Path, key: &SigningKey) -> Result<()> {
     let spec = CreateSpec {
         version: build.version.clone(),
         compatible: build.compatible(),
@@ -42,7 +56,7 @@ pub fn create(build: &Build, rootfs: &Path, out: &Path, args: &ImageArgs) -> Res
     let file =
         fs::File::create(&partial).map_err(Error::io(format!("creating {}", partial.display())))?;
     let mut writer = BufWriter::new(file);
-    create_bundle(&spec, &key, &mut writer)
+    create_bundle(&spec, key, &mut writer)
         .map_err(|e| Error::Setup(format!("creating the OTA bundle: {e}")))?;
     let file = writer
         .into_inner()

@@ -3,7 +3,8 @@
 //! environment), the disk by genimage, its `.bmap`, the OTA bundle, the manifest, `SHA256SUMS`.
 
 use super::packages::{sha256_file, Pin};
-use super::{write_file, Build, ImageArgs};
+use super::{write_file, Build};
+use keywarden_bundle::SigningKey;
 use crate::cmd;
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
@@ -72,7 +73,7 @@ pub fn assemble(
     work: &Path,
     out: &Path,
     pins: &[Pin],
-    args: &ImageArgs,
+    signing_key: &SigningKey,
 ) -> Result<Vec<PathBuf>> {
     let epoch = build.epoch.to_string();
     let input = work.join("input");
@@ -186,7 +187,7 @@ pub fn assemble(
         build.version,
         build.compatible()
     ));
-    super::bundle::create(build, &squashfs, &bundle, args)?;
+    super::bundle::create(build, &squashfs, &bundle, signing_key)?;
     let manifest = out.join("packages.manifest");
     write_file(&manifest, &package_manifest(build, pins))?;
 

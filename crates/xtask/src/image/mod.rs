@@ -44,6 +44,10 @@ pub struct ImageArgs {
     /// image/packages.lock before building.
     #[arg(long)]
     pub update_lock: bool,
+    /// The image and bundle version (default: the workspace's). For test bundles of a newer
+    /// or older release built from the same tree.
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 /// One build's fixed inputs.
@@ -123,7 +127,10 @@ pub fn build(src: &Path, args: &ImageArgs) -> Result<Outputs> {
     let build = Build {
         src: src.to_path_buf(),
         board: args.board.clone(),
-        version: workspace_version(src)?,
+        version: match &args.version {
+            Some(v) => v.clone(),
+            None => workspace_version(src)?,
+        },
         epoch: source_date_epoch(src)?,
     };
     let out = args.out.clone().unwrap_or_else(|| src.join("target/image"));
@@ -158,11 +165,18 @@ pub fn build(src: &Path, args: &ImageArgs) -> Result<Outputs> {
     packages::local_repository(&pins, &repo)?;
     let root = work.join("rootfs");
     rootfs::bootstrap(&pins, &repo, &root, build.epoch)?;
-    rootfs::customise(&build, &root, &binaries, &kernel)?;
+    let signing_key = bundle::signing_key(&build, args)?;
+    rootfs::customise(
+        &build,
+        &root,
+        &binaries,
+        &kernel,
+        &bundle::public_pem(&signing_key)?,
+    )?;
     eprintln!("image: root file system tree in {:.0?}", step.elapsed());
 
     let step = Instant::now();
-    let files = disk::assemble(&build, &root, &work, &out, &pins, args)?;
+    let files = disk::assemble(&build, &root, &work, &out, &pins, &signing_key)?;
     eprintln!("image: disk and outputs in {:.0?}", step.elapsed());
     // Which source this is, so `image-repro` knows whether these outputs are HEAD's.
     write_file(&work.join("source"), &source_id(src))?;
@@ -177,6 +191,7 @@ const APPLIANCE_PACKAGES: &[&str] = &[
     "keywarden-hwd",
     "keywarden-policyd",
     "keywarden-console",
+    "keywarden-updated",
     "keywarden",
     "keywarden-vmtest",
 ];

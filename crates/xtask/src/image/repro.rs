@@ -54,6 +54,7 @@ pub fn run(args: &ReproArgs) -> Result<(usize, usize)> {
                     board: "qemu".into(),
                     signing_key: None,
                     update_lock: false,
+                    version: None,
                 },
             )?;
         }

@@ -18,18 +18,28 @@ pub const BINARIES: &[&str] = &[
     "keywarden-hwd",
     "keywarden-policyd",
     "keywarden-console",
+    "keywarden-updated",
     "keywarden",
 ];
 
 /// Service crates whose shipped files (systemd/, dbus/, udev/, sysusers/, tmpfiles/) go into the
 /// image, as they go into the Yocto layer.
-const SERVICE_CRATES: &[&str] = &["keywarden-hwd", "keywarden-policyd", "keywarden-console"];
+const SERVICE_CRATES: &[&str] = &[
+    "keywarden-hwd",
+    "keywarden-policyd",
+    "keywarden-console",
+    "keywarden-updated",
+];
 
 /// Units enabled in every image.
 const ENABLED: &[&str] = &[
     "keywarden-hwd.service",
     "keywarden-policyd.service",
     "keywarden-console.service",
+    "keywarden-updated.service",
+    "keywarden-health-check.service",
+    "keywarden-bless-boot.service",
+    "systemd-networkd.service",
     "systemd-timesyncd.service",
 ];
 
@@ -72,7 +82,13 @@ pub fn bootstrap(pins: &[Pin], repo: &Path, root: &Path, epoch: u64) -> Result<(
 }
 
 /// Everything after the packages.
-pub fn customise(build: &Build, root: &Path, binaries: &Path, kernel: &Path) -> Result<()> {
+pub fn customise(
+    build: &Build,
+    root: &Path,
+    binaries: &Path,
+    kernel: &Path,
+    signing_public_pem: &str,
+) -> Result<()> {
     let src = &build.src;
     // The package manifest, kept in the image for support (diagnostic bundles name versions).
     let manifest = cmd::stdout(Command::new("chroot").arg(root).args([
@@ -100,6 +116,16 @@ pub fn customise(build: &Build, root: &Path, binaries: &Path, kernel: &Path) -> 
     fs::create_dir_all(root.join("etc/keywarden")).map_err(Error::io("creating etc/keywarden"))?;
     fs::copy(&board_file, root.join("etc/keywarden/board.toml"))
         .map_err(Error::io(format!("copying {}", board_file.display())))?;
+    // The updater's board facts (slot devices, bootloader, bundle keys) and the public half of
+    // the key that signs this image's bundles: the image trusts the key its own updates come
+    // with (a fleet adds or rotates keys with the next image).
+    let update_file = board.join("update.toml");
+    fs::copy(&update_file, root.join("etc/keywarden/update.toml"))
+        .map_err(Error::io(format!("copying {}", update_file.display())))?;
+    write_file(
+        &root.join("usr/share/keywarden/update/keys/bundle-signing.pub"),
+        signing_public_pem,
+    )?;
 
     for krate in SERVICE_CRATES {
         for (dir, dest) in SHIPPED {
