@@ -46,8 +46,8 @@ pub struct StaticServer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A test CA and a certificate it signed for `127.0.0.1` and `localhost`.
-fn pki() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
+/// A test CA and a certificate it signed for `127.0.0.1`, `localhost` and `extra_names`.
+fn pki(extra_names: &[&str]) -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -56,8 +56,9 @@ fn pki() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
         .push(DnType::CommonName, "Keywarden test update server CA");
     let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
     let key = KeyPair::generate().expect("server key");
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("server params");
+    let mut names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    names.extend(extra_names.iter().map(|n| (*n).to_owned()));
+    let mut leaf = CertificateParams::new(names).expect("server params");
     leaf.distinguished_name
         .push(DnType::CommonName, "localhost");
     let leaf_cert = leaf
@@ -73,8 +74,14 @@ fn pki() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
 impl StaticServer {
     /// Serves `root` (a directory) until dropped.
     pub fn start(root: impl Into<PathBuf>) -> StaticServer {
+        StaticServer::start_for(root, &[])
+    }
+
+    /// As [`StaticServer::start`], with a certificate that also names `extra_names` (e.g. the
+    /// name a VM guest reaches the host by).
+    pub fn start_for(root: impl Into<PathBuf>, extra_names: &[&str]) -> StaticServer {
         let root: PathBuf = root.into();
-        let (ca_pem, cert, key) = pki();
+        let (ca_pem, cert, key) = pki(extra_names);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

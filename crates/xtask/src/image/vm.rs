@@ -43,7 +43,7 @@ const ACTIVE_UNITS: &[&str] = &[
 const BUS_NAMES: &[&str] = &["org.keywarden.Hardware1", "org.keywarden.Policy1"];
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub(super) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// Options of `cargo xtask vm`.
 #[derive(clap::Args, Debug)]
@@ -70,15 +70,15 @@ pub struct BootTestArgs {
     pub verbose: bool,
 }
 
-fn default_image() -> PathBuf {
+pub(super) fn default_image() -> PathBuf {
     workspace_root()
         .join("target/image")
         .join(super::disk::IMAGE_NAME)
 }
 
 /// The QEMU command line for a disk: q35, UEFI, the disk on virtio, the i6300esb watchdog
-/// systemd arms, no network, serial on stdio.
-fn qemu(disk: &Path, vars: &Path) -> Command {
+/// systemd arms, no network (the update test adds its own), serial on stdio.
+pub(super) fn qemu(disk: &Path, vars: &Path, network: bool) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
         "-machine", "q35", "-m", "1024", "-smp", "2", "-rtc", "base=utc",
@@ -94,8 +94,12 @@ fn qemu(disk: &Path, vars: &Path) -> Command {
         vars.display()
     ))
     .arg("-drive")
-    .arg(format!("file={},format=raw,if=virtio", disk.display()))
-    .args(["-nic", "none"]);
+    .arg(format!("file={},format=raw,if=virtio", disk.display()));
+    if network {
+        qemu.args(["-nic", "user,model=virtio-net-pci"]);
+    } else {
+        qemu.args(["-nic", "none"]);
+    }
     qemu
 }
 
@@ -119,10 +123,10 @@ pub fn run(args: &VmArgs) -> Result<()> {
         );
     }
     eprintln!("vm: serial console below; Ctrl-A X quits QEMU");
-    cmd::run(qemu(&disk, &vars).arg("-nographic"))
+    cmd::run(qemu(&disk, &vars, false).arg("-nographic"))
 }
 
-fn require_image(image: &Path) -> Result<()> {
+pub(super) fn require_image(image: &Path) -> Result<()> {
     if image.is_file() {
         Ok(())
     } else {
@@ -133,7 +137,7 @@ fn require_image(image: &Path) -> Result<()> {
     }
 }
 
-fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+pub(super) fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
     cmd::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))
 }
 
@@ -172,7 +176,7 @@ impl BootReport {
 /// Boots `disk` until the boot report is done (or the deadline), then cuts the power.
 fn boot_once(disk: &Path, vars: &Path, log: &Path, args: &BootTestArgs) -> Result<BootReport> {
     let started = Instant::now();
-    let mut child: Child = qemu(disk, vars)
+    let mut child: Child = qemu(disk, vars, false)
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
         .arg("-no-reboot")
         .stdin(Stdio::null())
@@ -252,13 +256,24 @@ fn check(
     passed: bool,
     detail: impl Into<String>,
 ) {
+    check_as("vm-boot-test", checks, name, passed, detail);
+}
+
+/// Records a check and prints it as `TASK: PASS|FAIL name (detail)`.
+pub(super) fn check_as(
+    task: &str,
+    checks: &mut Vec<Check>,
+    name: impl Into<String>,
+    passed: bool,
+    detail: impl Into<String>,
+) {
     let check = Check {
         name: name.into(),
         passed,
         detail: detail.into(),
     };
     println!(
-        "vm-boot-test: {} {}{}",
+        "{task}: {} {}{}",
         if check.passed { "PASS" } else { "FAIL" },
         check.name,
         if check.detail.is_empty() {
