@@ -65,7 +65,9 @@ pub enum Error {
     },
     /// The environment would not fit its fixed size (GRUB: 1024 bytes; U-Boot: the configured
     /// size); nothing was written.
-    #[error("boot environment {location}: {needed} bytes needed but the block holds only {capacity}")]
+    #[error(
+        "boot environment {location}: {needed} bytes needed but the block holds only {capacity}"
+    )]
     BootEnvTooLarge {
         /// The environment file or device.
         location: String,
@@ -103,7 +105,6 @@ pub enum Error {
         /// Why each copy was rejected.
         reasons: String,
     },
-
     // --- install ---
 
     // --- remote ---

@@ -54,12 +54,18 @@ pub(crate) struct GrubStore {
     path: PathBuf,
 }
 
+impl GrubStore {
+    pub(crate) fn new(path: PathBuf) -> GrubStore {
+        GrubStore { path }
+    }
+}
+
 impl GrubEnv {
     /// The selector over the block at `path` (e.g. [`super::DEFAULT_GRUBENV_PATH`]). Nothing is
     /// read until the first call.
     pub fn new(path: impl Into<PathBuf>) -> GrubEnv {
         GrubEnv {
-            inner: Selector::new(GrubStore { path: path.into() }),
+            inner: Selector::new(GrubStore::new(path.into())),
         }
     }
 

@@ -86,8 +86,9 @@ impl UBootConfig {
                 ));
             }
             let num = |idx: usize, what: &str| {
-                parse_c_number(fields[idx])
-                    .ok_or_else(|| err(line_no, format!("{what} {:?} is not a number", fields[idx])))
+                parse_c_number(fields[idx]).ok_or_else(|| {
+                    err(line_no, format!("{what} {:?} is not a number", fields[idx]))
+                })
             };
             let offset = num(1, "offset")?;
             let size = num(2, "env size")?;
@@ -166,14 +167,20 @@ pub(crate) struct UBootStore {
     current: Option<(usize, u8)>,
 }
 
+impl UBootStore {
+    pub(crate) fn new(config: UBootConfig) -> UBootStore {
+        UBootStore {
+            config,
+            current: None,
+        }
+    }
+}
+
 impl UBootEnv {
     /// The selector over the environment `config` locates. Nothing is read until the first call.
     pub fn new(config: UBootConfig) -> UBootEnv {
         UBootEnv {
-            inner: Selector::new(UBootStore {
-                config,
-                current: None,
-            }),
+            inner: Selector::new(UBootStore::new(config)),
         }
     }
 
