@@ -808,10 +808,7 @@ fn check_ops<S: EnvStore>(
                 prop_assert_eq!(st.order, before.order);
                 prop_assert_eq!(wrote, !before.slot(*s).is_committed());
                 if !wrote {
-                    prop_assert_eq!(
-                        file.exists().then(|| fingerprint(file)),
-                        file_before
-                    );
+                    prop_assert_eq!(file.exists().then(|| fingerprint(file)), file_before);
                 }
             }
             Op::MarkBad(s) => {
@@ -853,10 +850,7 @@ fn check_ops<S: EnvStore>(
                     .any(|s| before.slot(*s).bootable);
                 if before.slot(booted).is_committed() && !ahead {
                     prop_assert_eq!(raw(sel), env_before.clone());
-                    prop_assert_eq!(
-                        file.exists().then(|| fingerprint(file)),
-                        file_before
-                    );
+                    prop_assert_eq!(file.exists().then(|| fingerprint(file)), file_before);
                 }
                 if matches!(op, Op::BootHealthy) {
                     let was_committed = after.slot(booted).is_committed();
