@@ -71,8 +71,15 @@ if test -z "${console}"; then setenv console ttyS0,115200; fi
 echo "keywarden: booting slot ${kw_slot} (${devtype} ${devnum}:${kw_part})"
 setenv bootargs "root=PARTLABEL=root${kw_slot} rootfstype=squashfs ro rootwait console=${console} panic=10 keywarden.slot=${kw_slot} quiet"
 
-# Kernel and device tree come from the slot itself, so an update replaces both together.
-load ${devtype} ${devnum}:${kw_part} ${kernel_addr_r} /boot/Image
+# Kernel and device tree come from the slot itself, so an update replaces both together (U-Boot
+# needs CONFIG_FS_SQUASHFS to read the squashfs root). A slot whose kernel cannot be loaded resets
+# the board: the try just spent counts, so an uncommitted slot still falls back by itself.
+if load ${devtype} ${devnum}:${kw_part} ${kernel_addr_r} /boot/Image; then
+    echo "keywarden: kernel loaded from slot ${kw_slot}"
+else
+    echo "keywarden: no kernel in slot ${kw_slot}; resetting"
+    reset
+fi
 if load ${devtype} ${devnum}:${kw_part} ${fdt_addr_r} /boot/dtb/${fdtfile}; then
     booti ${kernel_addr_r} - ${fdt_addr_r}
 else

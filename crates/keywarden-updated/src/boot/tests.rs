@@ -1092,3 +1092,285 @@ fn fw_printenv_agrees_on_which_copy_is_current() {
         assert_eq!(get(&store.load().unwrap(), "which").as_deref(), Some("0"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// image/uboot/boot.cmd in a real U-Boot (Debian's qemu_arm64 build under qemu-system-aarch64)
+
+/// A serial console on a child process: everything it prints, and lines typed into it.
+struct Console {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    log: Vec<u8>,
+    seq: u32,
+}
+
+impl Console {
+    fn spawn(mut cmd: Command) -> Console {
+        use std::io::Read;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for mut out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = out.read(&mut b) {
+                    if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Console {
+            child,
+            stdin,
+            rx,
+            buf: Vec::new(),
+            log: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Everything up to and including `pat`; on "Hit any key" (autoboot) a key is sent.
+    fn expect(&mut self, pat: &str) -> String {
+        use std::io::Write;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(i) = find(&self.buf, b"Hit any key") {
+                self.buf.drain(..i + 11);
+                self.stdin.write_all(b" ").unwrap();
+                self.stdin.flush().unwrap();
+            }
+            if let Some(i) = find(&self.buf, pat.as_bytes()) {
+                let out: Vec<u8> = self.buf.drain(..i + pat.len()).collect();
+                return String::from_utf8_lossy(&out).replace('\r', "");
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(d) => {
+                    self.log.extend_from_slice(&d);
+                    self.buf.extend_from_slice(&d);
+                }
+                Err(_) => panic!(
+                    "no {pat:?} from U-Boot; console so far:\n{}",
+                    String::from_utf8_lossy(&self.log)
+                ),
+            }
+        }
+    }
+
+    /// Type `line`, return its output (up to a marker echoed after it, so that output never
+    /// drifts from the command that printed it).
+    fn cmd(&mut self, line: &str) -> String {
+        use std::io::Write;
+        self.seq += 1;
+        let n = self.seq;
+        // The typed line shows `"__END""_n__"`, only the echo prints `__END_n__`.
+        let typed = format!("{line}; echo \"__END\"\"_{n}__\"\n");
+        self.stdin.write_all(typed.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+        let out = self.expect(&format!("__END_{n}__"));
+        self.expect("=> ");
+        out
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A disk with an MBR and three FAT partitions; 2 (rootA) and 3 (rootB) hold `/boot/Image`
+/// (not a real kernel: `booti` refuses it and U-Boot returns to its prompt).
+fn slot_disk(dir: &Path) -> PathBuf {
+    const PART_SECTORS: u64 = 4096; // 2 MiB
+    let mut disk = vec![0u8; (2048 + 3 * PART_SECTORS as usize) * 512];
+    let image = dir.join("Image");
+    fs::write(&image, b"not a kernel").unwrap();
+    for i in 0..3u64 {
+        let part = dir.join(format!("part{}.img", i + 1));
+        run(Command::new("mkfs.vfat").arg("-C").arg(&part).arg("2048"));
+        if i > 0 {
+            run(Command::new("mmd").arg("-i").arg(&part).arg("::/boot"));
+            run(Command::new("mcopy")
+                .arg("-i")
+                .arg(&part)
+                .arg(&image)
+                .arg("::/boot/Image"));
+        }
+        let start = 2048 + i * PART_SECTORS;
+        let bytes = fs::read(&part).unwrap();
+        let off = start as usize * 512;
+        disk[off..off + bytes.len()].copy_from_slice(&bytes);
+        let e = 0x1be + 16 * i as usize;
+        disk[e + 4] = 0x0c; // FAT32 LBA
+        disk[e + 8..e + 12].copy_from_slice(&(start as u32).to_le_bytes());
+        disk[e + 12..e + 16].copy_from_slice(&(PART_SECTORS as u32).to_le_bytes());
+    }
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    let path = dir.join("disk.img");
+    fs::write(&path, disk).unwrap();
+    path
+}
+
+#[test]
+fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
+    need_tool("qemu-system-aarch64", "qemu-system-arm");
+    need_tool("mkimage", "u-boot-tools");
+    need_tool("mkfs.vfat", "dosfstools");
+    need_tool("mcopy", "mtools");
+    let firmware = Path::new("/usr/lib/u-boot/qemu_arm64/u-boot.bin");
+    assert!(
+        firmware.exists(),
+        "{} is missing: this test needs it (apt-get install -y u-boot-qemu)",
+        firmware.display()
+    );
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../image/uboot/boot.cmd");
+    let scr = d.join("boot.scr");
+    run(Command::new("mkimage")
+        .args(["-A", "arm64", "-T", "script", "-C", "none", "-d"])
+        .arg(&script)
+        .arg(&scr));
+    let disk = slot_disk(d);
+
+    // The environment U-Boot loads at power-on (qemu_arm64: flash bank 1, 256 KiB, single copy),
+    // written by UBootEnv: B activated.
+    let flash = d.join("flash1.img");
+    let mut img = vec![0xffu8; 64 << 20];
+    let base = vars(&[("kw_marker", "written-by-keywarden")]);
+    img[..0x40000].copy_from_slice(&uboot::encode(&base, 0x40000, false, 0, "t").unwrap());
+    fs::write(&flash, &img).unwrap();
+    let text = format!("{} 0x0 0x40000\n", flash.display());
+    let config = UBootConfig::parse(&text, Path::new("fw_env.config")).unwrap();
+    let mut sel = Selector::new(UBootStore::new(config));
+    sel.activate(Slot::B).unwrap();
+
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args([
+        "-M",
+        "virt",
+        "-cpu",
+        "cortex-a57",
+        "-m",
+        "1024",
+        "-nographic",
+    ])
+    .args([
+        "-nic", "none", "-monitor", "none", "-serial", "stdio", "-bios",
+    ])
+    .arg(firmware)
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,unit=1,format=raw,file={}",
+        flash.display()
+    ))
+    .arg("-drive")
+    .arg(format!("if=none,format=raw,id=d0,file={}", disk.display()))
+    .args(["-device", "virtio-blk-device,drive=d0", "-device"])
+    .arg(format!(
+        "loader,file={},addr=0x50000000,force-raw=on",
+        scr.display()
+    ));
+    let mut con = Console::spawn(qemu);
+    con.expect("=> ");
+    let banner = String::from_utf8_lossy(&con.log).replace('\r', "");
+    assert!(
+        banner.contains("Loading Environment from Flash... OK"),
+        "U-Boot did not accept our environment:\n{banner}"
+    );
+    assert!(con
+        .cmd("printenv kw_marker")
+        .contains("kw_marker=written-by-keywarden"));
+    // What distro boot and the board's default environment provide (ours replaced the latter).
+    con.cmd("virtio scan; setenv devtype virtio; setenv devnum 0");
+    con.cmd("setenv kernel_addr_r 0x40400000; setenv fdt_addr_r 0x48000000");
+    let out = con.cmd("source 0x50000000");
+    assert!(out.contains("keywarden: booting slot B"), "{out}");
+    assert!(out.contains("kernel loaded from slot B"), "{out}");
+    let st = con.cmd("echo R=${ORDER}/${B_OK}/${B_TRY}/${bootargs}");
+    assert!(
+        st.contains("R=B A/1/2/root=PARTLABEL=rootB ") && st.contains(" keywarden.slot=B "),
+        "{st}"
+    );
+
+    // Every combination of the boot-counting variables (garbage included): U-Boot's choice, its
+    // writes and whether it saves agree with the simulator of grub.cfg.
+    let names = ["ORDER", "A_OK", "A_TRY", "B_OK", "B_TRY"];
+    let mut checked = 0;
+    for order in ["A B", "B A"] {
+        for a_ok in [None, Some("0"), Some("1"), Some("x")] {
+            for a_try in [None, Some("3"), Some("1"), Some("0"), Some("7")] {
+                for b_ok in [Some("0"), Some("1")] {
+                    for b_try in [None, Some("2"), Some("0")] {
+                        let vals = [Some(order), a_ok, a_try, b_ok, b_try];
+                        let mut initial = EnvVars::default();
+                        let mut line = String::from("setenv bootargs");
+                        for (n, v) in names.iter().zip(vals) {
+                            match v {
+                                Some(v) => {
+                                    initial.set(n, v.as_bytes());
+                                    line.push_str(&format!("; setenv {n} '{v}'"));
+                                }
+                                None => line.push_str(&format!("; setenv {n}")),
+                            }
+                        }
+                        let mut expected = initial.clone();
+                        let slot = simulate_boot(&mut expected);
+                        con.cmd(&line);
+                        let out = con.cmd("source 0x50000000");
+                        let what = format!("{vals:?}");
+                        assert!(
+                            out.contains(&format!("keywarden: booting slot {slot}")),
+                            "{what}: {out}"
+                        );
+                        assert_eq!(
+                            out.contains("Saving Environment"),
+                            expected != initial,
+                            "{what}: saveenv iff grub.cfg would save_env: {out}"
+                        );
+                        let echo = con
+                            .cmd("echo R=${ORDER}/${A_OK}/${A_TRY}/${B_OK}/${B_TRY}/${bootargs}");
+                        let got = echo
+                            .lines()
+                            .find(|l| l.starts_with("R=") && !l.contains("${"))
+                            .unwrap_or_else(|| panic!("{what}: {echo}"));
+                        let eff =
+                            |n: &str| String::from_utf8_lossy(effective(&expected, n)).into_owned();
+                        let want = format!(
+                            "R={}/{}/{}/{}/{}/root=PARTLABEL=root{slot} ",
+                            eff("ORDER"),
+                            eff("A_OK"),
+                            eff("A_TRY"),
+                            eff("B_OK"),
+                            eff("B_TRY")
+                        );
+                        assert!(got.starts_with(&want), "{what}: got {got}, want {want}");
+                        assert!(got.contains(&format!(" keywarden.slot={slot} ")), "{got}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 240);
+}
