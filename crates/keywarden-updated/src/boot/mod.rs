@@ -45,7 +45,7 @@ mod uboot;
 mod tests;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::{Error, Result};
@@ -64,8 +64,10 @@ pub const DEFAULT_GRUBENV_PATH: &str = "/boot/efi/EFI/BOOT/grubenv";
 /// Where `fw_setenv` looks for the location of the U-Boot environment.
 pub const DEFAULT_FW_ENV_CONFIG: &str = "/etc/fw_env.config";
 
-/// One of the two root file system slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One of the two root file system slots (serialised as `"A"`/`"B"`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Slot {
     /// Partition `rootA`.
     A,
@@ -164,8 +166,17 @@ pub fn booted_slot(cmdline: &str) -> Result<Slot> {
     })
 }
 
+/// Where the running kernel's command line is.
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
+
+/// [`booted_slot`] of the file at `path` (normally [`PROC_CMDLINE`]).
+pub fn booted_slot_from(path: &Path) -> Result<Slot> {
+    let cmdline = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    booted_slot(&cmdline)
+}
+
 /// The boot-counting state of one slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SlotStatus {
     /// `S_OK=1`: the bootloader may boot the slot.
     pub bootable: bool,
@@ -182,7 +193,7 @@ impl SlotStatus {
 }
 
 /// The whole boot-counting state, as the bootloader will see it on the next boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BootStatus {
     /// Slot A.
     pub a: SlotStatus,

@@ -341,6 +341,51 @@ fn grub_missing_file_is_defaults_and_first_write_creates_it() {
 }
 
 #[test]
+fn grub_write_replaces_the_file_and_ignores_a_stale_temporary() {
+    let dir = TempDir::new().unwrap();
+    let (path, mut sel) = grub_selector(dir.path());
+    // A crash after the temporary file was written but before the rename: garbage left behind.
+    let tmp = dir.path().join(".grubenv.new");
+    fs::write(&tmp, b"half a block").unwrap();
+    sel.activate(Slot::B).unwrap();
+    let ino = fs::metadata(&path).unwrap().ino();
+    assert!(!tmp.exists(), "the temporary file was renamed into place");
+    sel.mark_good(Slot::B).unwrap();
+    assert_ne!(
+        fs::metadata(&path).unwrap().ino(),
+        ino,
+        "a new file, not an in-place write"
+    );
+    assert!(sel.status().unwrap().b.is_committed());
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["grubenv"]);
+}
+
+#[test]
+fn booted_slot_from_file_and_serialised_status() {
+    let dir = TempDir::new().unwrap();
+    let f = dir.path().join("cmdline");
+    fs::write(&f, "ro keywarden.slot=B\n").unwrap();
+    assert_eq!(booted_slot_from(&f).unwrap(), Slot::B);
+    assert!(matches!(
+        booted_slot_from(&dir.path().join("missing")),
+        Err(Error::Io { .. })
+    ));
+    let json = serde_json::to_value(parse_status(&EnvVars::default(), "t").unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "a": {"bootable": true, "tries_left": null},
+            "b": {"bootable": false, "tries_left": null},
+            "order": ["A", "B"],
+        })
+    );
+}
+
+#[test]
 fn grub_corrupt_block_is_an_error_for_every_operation() {
     let dir = TempDir::new().unwrap();
     let (path, mut sel) = grub_selector(dir.path());
