@@ -20,7 +20,9 @@
 # every saveenv and only the boot-counting variables change. U-Boot's hush has no reliable
 # break/continue: a loop guard (kw_slot still empty) plays their part.
 
-# Defaults for an environment that has never been written (the factory image boots A).
+# Defaults for an environment that has never been written (the factory image boots A): the same
+# as grub.cfg's and keywarden-updated's. Unlike GRUB's they live in the environment from here on,
+# so the next saveenv stores them explicitly, which means the same.
 if test -z "${ORDER}"; then setenv ORDER "A B"; fi
 if test -z "${A_OK}"; then setenv A_OK 1; fi
 if test -z "${B_OK}"; then setenv B_OK 0; fi
