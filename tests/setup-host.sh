@@ -20,6 +20,9 @@ packages=(
     sqlite3 # the records bench times each report against the sqlite3 CLI on the same file
     python3-venv  # recipes/lint.sh: oelint-adv (PyPI) in a cached venv for the Yocto layer's lint
     openssl jq  # keywarden-bundle's test of ota/verify-by-hand.sh (FORMAT.md's by-hand check)
+    # keywarden-updated's boot backends, checked against the real tools: grub-editenv, fw_printenv
+    # and fw_setenv, mkenvimage, and image/uboot/boot.cmd run in Debian's U-Boot under QEMU
+    grub-common libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -30,6 +30,12 @@ struct Args {
     /// Log to journald instead of standard error.
     #[arg(long)]
     journald: bool,
+    /// The kernel command line to read the booted slot from (tests and development).
+    #[arg(long, default_value = "/proc/cmdline", hide = true)]
+    cmdline: PathBuf,
+    /// The booted system's os-release to read its version from (tests and development).
+    #[arg(long, default_value = "/etc/os-release", hide = true)]
+    os_release: PathBuf,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -48,7 +54,8 @@ enum Sub {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let command = args.command.take().unwrap_or(Sub::Run);
     logging::init(args.journald);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,7 +76,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match args.command.unwrap_or(Sub::Run) {
+        match command {
             Sub::Run => {
                 let config = match Config::load(&args.config) {
                     Ok(config) => config,
@@ -84,7 +91,11 @@ fn main() -> ExitCode {
                 for group in missing {
                     tracing::warn!(%group, "no such group; its members get no access");
                 }
-                let platform = match RealPlatform::new(config) {
+                let platform = match RealPlatform::with_paths(
+                    config,
+                    args.cmdline.clone(),
+                    args.os_release.clone(),
+                ) {
                     Ok(platform) => Arc::new(platform),
                     Err(e) => {
                         tracing::error!("{e}");
@@ -124,7 +135,7 @@ fn main() -> ExitCode {
                 // Unhealthy. Rebooting spends a try of a slot on trial (and so ends in a
                 // rollback); on a committed slot there is nothing to fall back to by
                 // rebooting, so say so and let the boot complete.
-                match on_trial(&args.config) {
+                match on_trial(&args) {
                     Ok(false) => {
                         tracing::error!(
                             "the committed system is unhealthy; not rebooting (no fallback to try)"
@@ -144,9 +155,10 @@ fn main() -> ExitCode {
 }
 
 /// Whether the booted slot is still on trial (not committed) per the bootloader environment.
-fn on_trial(config: &std::path::Path) -> keywarden_updated::Result<bool> {
-    let config = Config::load(config)?;
-    let platform = RealPlatform::new(config)?;
+fn on_trial(args: &Args) -> keywarden_updated::Result<bool> {
+    let config = Config::load(&args.config)?;
+    let platform =
+        RealPlatform::with_paths(config, args.cmdline.clone(), args.os_release.clone())?;
     let report = keywarden_updated::daemon::Platform::boot_report(&platform)?;
     Ok(!report.facts.booted_committed)
 }

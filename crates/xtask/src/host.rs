@@ -47,6 +47,12 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
     ("/usr/bin/bmaptool", "bmap-tools"),
     ("/usr/bin/apt-ftparchive", "apt-utils"),
+    // keywarden-updated's boot backends against the real tools and Debian's U-Boot.
+    ("/usr/bin/grub-editenv", "grub-common"),
+    ("/usr/bin/fw_printenv", "libubootenv-tool"),
+    ("/usr/bin/mkenvimage", "u-boot-tools"),
+    ("/usr/bin/qemu-system-aarch64", "qemu-system-arm"),
+    ("/usr/lib/u-boot/qemu_arm64/u-boot.bin", "u-boot-qemu"),
 ];
 
 /// Makes sure every needed host file exists, installing packages if not.

@@ -53,6 +53,9 @@ enum Task {
     Vm(image::vm::VmArgs),
     /// Flash the image with bmaptool, boot it twice (power cut between) and check every service.
     VmBootTest(image::vm::BootTestArgs),
+    /// The OTA updater on the image in QEMU: refusals, an install over HTTPS from a TUF
+    /// repository, the reboot and commit, and power cuts during the next install.
+    VmUpdateTest(image::ota::UpdateTestArgs),
     /// Build the image again from a clean clone elsewhere and compare the outputs byte for byte.
     ImageRepro(image::repro::ReproArgs),
     /// Run the stack on the host against the sim backend, on a private bus: at a terminal, the
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Task::Image(args) => image::run(&args),
         Task::Vm(args) => image::vm::run(&args),
         Task::VmBootTest(args) => image::vm::boot_test(&args).and_then(tasks::counted),
+        Task::VmUpdateTest(args) => image::ota::update_test(&args).and_then(tasks::counted),
         Task::ImageRepro(args) => image::repro::run(&args).and_then(tasks::counted),
         Task::Demo(args) => demo::run(&cmd::workspace_root(), &args),
         Task::DemoPrompt(args) => demo::prompt::run(&args),

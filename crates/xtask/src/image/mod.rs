@@ -16,6 +16,7 @@
 mod bundle;
 mod disk;
 mod fat;
+pub mod ota;
 mod packages;
 pub mod repro;
 mod rootfs;
@@ -233,7 +234,7 @@ pub fn build_binaries(src: &Path) -> Result<PathBuf> {
 }
 
 /// The workspace version, from `[workspace.package]` in Cargo.toml.
-fn workspace_version(src: &Path) -> Result<String> {
+pub(crate) fn workspace_version(src: &Path) -> Result<String> {
     let path = src.join("Cargo.toml");
     let text =
         fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;

@@ -1,0 +1,264 @@
+//! `keywarden-updated` as a process on a real `dbus-daemon` with the shipped bus policy: slots are
+//! files, the bootloader is a GRUB environment block file, the booted slot comes from a
+//! command-line file. Each test drives it through `org.keywarden.Update1` as an admin would and
+//! checks the slot bytes and the environment the bootloader will read.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use keywarden_bundle::{create, keys, CreateSpec, SigningKey};
+use keywarden_dbus::update::Update1Proxy;
+use keywarden_testbus::{binary, wait_for_name, workspace_root, Daemon, PrivateBus};
+use keywarden_updated::boot::{BootSelector, GrubEnv, Slot};
+
+const BOARD: &str = "keywarden-test-x86_64";
+const SLOT_SIZE: u64 = 8 << 20;
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Rig {
+    bus: PrivateBus,
+    _daemon: Daemon,
+    dir: PathBuf,
+}
+
+impl Rig {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn grubenv(&self) -> GrubEnv {
+        GrubEnv::new(self.path("grubenv"))
+    }
+}
+
+fn test_key() -> SigningKey {
+    keys::load_signing_key(&workspace_root().join("ota/keys/test-only/test-only-signing.pem"))
+        .expect("test-only key")
+}
+
+/// A bundle of `payload` for `board` at `version`, signed by `key`.
+fn bundle(dir: &Path, name: &str, payload: &[u8], version: &str, board: &str, key: &SigningKey) -> PathBuf {
+    let payload_path = dir.join(format!("{name}.payload"));
+    std::fs::write(&payload_path, payload).unwrap();
+    let spec = CreateSpec {
+        version: version.into(),
+        compatible: board.into(),
+        created: 1_790_000_000,
+        build_id: None,
+        payloads: vec![("rootfs".into(), payload_path)],
+    };
+    let path = dir.join(format!("{name}.kwb"));
+    let mut out = std::fs::File::create(&path).unwrap();
+    create(&spec, key, &mut out).unwrap();
+    path
+}
+
+fn payload(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = u64::from(seed) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Starts the updater booted from `booted` (`trial`: that slot not committed yet).
+async fn rig(booted: Slot, trial: bool) -> Rig {
+    let bus = PrivateBus::start(
+        &["crates/keywarden-updated/dbus/org.keywarden.Update1.conf"],
+        &["root"],
+        &["keywarden-admin"],
+    );
+    let dir = bus.dir().join("device");
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::copy(
+        workspace_root().join("ota/keys/test-only/test-only-signing.pub"),
+        dir.join("keys/test-only.pub"),
+    )
+    .unwrap();
+    // The factory: A holds a system, B garbage.
+    std::fs::write(dir.join("slotA"), payload(1, SLOT_SIZE as usize)).unwrap();
+    std::fs::write(dir.join("slotB"), vec![0x5a; SLOT_SIZE as usize]).unwrap();
+    std::fs::write(dir.join("cmdline"), format!("root=x ro keywarden.slot={booted} quiet\n")).unwrap();
+    std::fs::write(dir.join("os-release"), "ID=debian\nIMAGE_VERSION=0.1.0\n").unwrap();
+    let mut env = GrubEnv::new(dir.join("grubenv"));
+    if booted == Slot::B {
+        env.activate(Slot::B).unwrap();
+        if !trial {
+            env.mark_good(Slot::B).unwrap();
+        }
+    } else if trial {
+        env.activate(Slot::A).unwrap();
+    }
+    let config = format!(
+        "compatible = \"{BOARD}\"\nstate-dir = \"{d}/state\"\nrepository-config = \"{d}/none.toml\"\n\
+         [slots]\nA = \"{d}/slotA\"\nB = \"{d}/slotB\"\n\
+         [bootloader]\nkind = \"grub\"\ngrubenv = \"{d}/grubenv\"\n\
+         [keys]\ntrusted = [\"{d}/keys\"]\nallow-test-only = true\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("update.toml"), config).unwrap();
+    let daemon = Daemon(
+        Command::new(binary("keywarden-updated"))
+            .arg("--config")
+            .arg(dir.join("update.toml"))
+            .arg("--cmdline")
+            .arg(dir.join("cmdline"))
+            .arg("--os-release")
+            .arg(dir.join("os-release"))
+            .args(["--bus-address", &bus.address])
+            .args(["--admin-group", &keywarden_testbus::current_group()])
+            .spawn()
+            .expect("start keywarden-updated"),
+    );
+    let conn = bus.connect().await;
+    wait_for_name(&conn, "org.keywarden.Update1", WAIT).await;
+    Rig {
+        bus,
+        _daemon: daemon,
+        dir,
+    }
+}
+
+/// Installs `source` and waits for `Completed`: (ok, code, message).
+async fn install(proxy: &Update1Proxy<'_>, source: &Path) -> (bool, String, String) {
+    let mut completed = proxy.receive_completed().await.unwrap();
+    proxy.install(&source.display().to_string()).await.unwrap();
+    let signal = tokio::time::timeout(WAIT, completed.next())
+        .await
+        .expect("Completed within a minute")
+        .expect("signal stream");
+    let args = signal.args().unwrap();
+    (args.ok, args.code.clone(), args.message.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_from_a_file_writes_the_other_slot_and_activates_it() {
+    let rig = rig(Slot::A, false).await;
+    let conn = rig.bus.connect().await;
+    let proxy = Update1Proxy::new(&conn).await.unwrap();
+    assert_eq!(proxy.booted_slot().await.unwrap(), "A");
+    assert_eq!(proxy.booted_version().await.unwrap(), "0.1.0");
+    let slots = proxy.slots().await.unwrap();
+    assert!(slots[0].committed && slots[0].bootable, "{slots:?}");
+    assert!(!slots[1].bootable, "{slots:?}");
+
+    // Half the payload is the active slot's first half: reused, not read from the bundle.
+    let mut new = payload(1, 4 << 20);
+    new[(2 << 20)..].copy_from_slice(&payload(2, 2 << 20));
+    let b = bundle(&rig.dir, "next", &new, "0.2.0", BOARD, &test_key());
+    let (ok, code, message) = install(&proxy, &b).await;
+    assert!(ok, "{code}: {message}");
+    assert_eq!(proxy.state().await.unwrap(), "installed");
+    assert!(proxy.bytes_reused().await.unwrap() >= 2 << 20);
+    let slot_b = std::fs::read(rig.path("slotB")).unwrap();
+    assert_eq!(&slot_b[..new.len()], &new[..]);
+    let status = rig.grubenv().status().unwrap();
+    assert!(status.b.bootable && status.b.tries_left == Some(3), "{status:?}");
+    assert_eq!(status.order, [Slot::B, Slot::A]);
+    assert!(status.a.is_committed(), "the fallback stays committed: {status:?}");
+    let slots = proxy.slots().await.unwrap();
+    assert_eq!(slots[1].version, "0.2.0", "{slots:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_bundles_name_the_reason_and_leave_the_slot_unbootable() {
+    let rig = rig(Slot::A, false).await;
+    let conn = rig.bus.connect().await;
+    let proxy = Update1Proxy::new(&conn).await.unwrap();
+    let data = payload(3, 1 << 20);
+    let stranger = SigningKey::from_bytes(&[9u8; 32]);
+    let good = bundle(&rig.dir, "good", &data, "0.2.0", BOARD, &test_key());
+    let mut tampered = std::fs::read(&good).unwrap();
+    let at = tampered.len() - 1000;
+    tampered[at] ^= 1;
+    let tampered_path = rig.path("tampered.kwb");
+    std::fs::write(&tampered_path, tampered).unwrap();
+    let cases = [
+        (bundle(&rig.dir, "older", &data, "0.0.9", BOARD, &test_key()), "not-newer"),
+        (bundle(&rig.dir, "same", &data, "0.1.0", BOARD, &test_key()), "not-newer"),
+        (bundle(&rig.dir, "board", &data, "0.2.0", "keywarden-other-x86_64", &test_key()), "wrong-board"),
+        (bundle(&rig.dir, "stranger", &data, "0.2.0", BOARD, &stranger), "unknown-signer"),
+        (tampered_path, "chunk-mismatch"),
+    ];
+    for (path, expected) in cases {
+        let (ok, code, message) = install(&proxy, &path).await;
+        assert!(!ok, "{} was installed", path.display());
+        assert_eq!(code, expected, "{}: {message}", path.display());
+        assert_eq!(proxy.state().await.unwrap(), "failed");
+        assert_eq!(proxy.last_error().await.unwrap().0, expected);
+        let status = rig.grubenv().status().unwrap();
+        assert!(!status.b.bootable, "{}: B bootable after a refusal", path.display());
+        assert!(status.a.is_committed());
+        assert_eq!(status.next_boot(), Some(Slot::A));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_installed_while_the_booted_slot_is_on_trial() {
+    let rig = rig(Slot::B, true).await;
+    let conn = rig.bus.connect().await;
+    let proxy = Update1Proxy::new(&conn).await.unwrap();
+    let b = bundle(&rig.dir, "next", &payload(4, 1 << 20), "0.2.0", BOARD, &test_key());
+    let err = proxy.install(&b.display().to_string()).await.unwrap_err();
+    assert!(err.to_string().contains("not committed"), "{err}");
+    let before = std::fs::read(rig.path("slotA")).unwrap();
+    assert_eq!(before, payload(1, SLOT_SIZE as usize), "slot A untouched");
+    // The health check's commit: then installs are allowed, into A.
+    proxy.mark_good("booted").await.unwrap();
+    let status = rig.grubenv().status().unwrap();
+    assert!(status.b.is_committed(), "{status:?}");
+    let (ok, code, message) = install(&proxy, &b).await;
+    assert!(ok, "{code}: {message}");
+    assert_eq!(rig.grubenv().status().unwrap().order, [Slot::A, Slot::B]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_arguments_and_missing_repository_are_specific_errors() {
+    let rig = rig(Slot::A, false).await;
+    let conn = rig.bus.connect().await;
+    let proxy = Update1Proxy::new(&conn).await.unwrap();
+    for (source, needle) in [
+        ("http://updates.example/x.kwb", "only https://"),
+        ("relative.kwb", "absolute path"),
+    ] {
+        let err = proxy.install(source).await.unwrap_err().to_string();
+        assert!(err.contains("InvalidArgument") && err.contains(needle), "{err}");
+    }
+    let err = proxy.mark_good("C").await.unwrap_err().to_string();
+    assert!(err.contains("InvalidArgument"), "{err}");
+    let err = proxy.check().await.unwrap_err().to_string();
+    assert!(err.contains("NotConfigured"), "{err}");
+    let err = proxy.cancel().await.unwrap_err().to_string();
+    assert!(err.contains("no install is running"), "{err}");
+    // Mark-bad of the other slot, then mark-good of it: the environment says so.
+    proxy.mark_bad("B").await.unwrap();
+    assert!(!rig.grubenv().status().unwrap().b.bootable);
+    let before = std::fs::metadata(rig.path("grubenv")).unwrap().modified().unwrap();
+    proxy.mark_good("A").await.unwrap();
+    let after = std::fs::metadata(rig.path("grubenv")).unwrap().modified().unwrap();
+    assert_eq!(before, after, "committing a committed slot writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_object_matches_the_committed_xml() {
+    let rig = rig(Slot::A, false).await;
+    let conn = rig.bus.connect().await;
+    let xml = zbus::fdo::IntrospectableProxy::builder(&conn)
+        .destination("org.keywarden.Update1")
+        .unwrap()
+        .path("/org/keywarden/Update1")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    keywarden_dbus::xml::check_against_committed("org.keywarden.Update1", &xml).unwrap();
+}
