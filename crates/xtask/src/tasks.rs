@@ -24,7 +24,7 @@ pub fn vm(mode: Mode, args: &VmArgs) -> Result<()> {
 }
 
 /// The one test command: `cargo test --workspace`, the VM scenarios, then the appliance image
-/// (build, flash and boot test, reproducibility) and the Yocto layer's checks. Every stage runs
+/// (build, flash and boot test, OTA update test with power cuts, reproducibility) and the Yocto layer's checks. Every stage runs
 /// even if an earlier one failed. Prints `N passed, N failed` last; fails if anything failed.
 pub fn test(args: &VmArgs) -> Result<()> {
     // The host tests need their servers (dbus-daemon, rsyslog, aiosmtpd, tmux) before they run.
@@ -66,6 +66,12 @@ pub fn test(args: &VmArgs) -> Result<()> {
                 verbose: args.verbose,
             });
             stages.push(stage_of("image boot test", boot));
+            let update = crate::image::ota::update_test(&crate::image::ota::UpdateTestArgs {
+                image: None,
+                power_cuts: 20,
+                verbose: args.verbose,
+            });
+            stages.push(stage_of("image OTA update test", update));
             let repro = crate::image::repro::run(&crate::image::repro::ReproArgs { keep: false });
             stages.push(stage_of("image reproducibility", repro));
         }
