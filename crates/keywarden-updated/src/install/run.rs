@@ -510,7 +510,7 @@ impl Run<'_> {
         let index = if needed.is_empty() {
             None
         } else {
-            self.index_active(&needed, &mut buf)?
+            self.index_active(&needed)?
         };
         let index_source = index
             .as_ref()
@@ -584,11 +584,7 @@ impl Run<'_> {
     }
 
     /// Builds the index of the active slot, from its saved manifest or by hashing it.
-    fn index_active(
-        &mut self,
-        needed: &HashSet<Digest>,
-        buf: &mut [u8],
-    ) -> Result<Option<ActiveIndex>> {
+    fn index_active(&mut self, needed: &HashSet<Digest>) -> Result<Option<ActiveIndex>> {
         let Some(active) = self.req.active.clone() else {
             return Ok(None);
         };
@@ -643,21 +639,28 @@ impl Run<'_> {
         let total = full_chunks * cs;
         let mut map = std::collections::HashMap::new();
         self.send(Phase::Indexing, 0, total);
-        let mut reader = io::BufReader::with_capacity(1 << 20, &file);
-        for i in 0..full_chunks {
+        // Read in blocks of 16 chunks (fewer system calls), hash each chunk.
+        let per_block = 16u64;
+        let mut block = vec![0u8; (cs * per_block) as usize];
+        let mut i = 0u64;
+        'read: while i < full_chunks {
             if let Some(e) = self.cancelled(self.counters.resumed) {
                 return Err(e);
             }
-            let chunk = &mut buf[..cs as usize];
-            if let Err(e) = reader.read_exact(chunk) {
+            let count = per_block.min(full_chunks - i);
+            let data = &mut block[..(count * cs) as usize];
+            if let Err(e) = file.read_exact_at(data, i * cs) {
                 tracing::warn!(device = %device.display(), offset = i * cs, error = %e, "cannot read the active slot; indexing stops here");
-                break;
+                break 'read;
             }
-            let digest = Digest::of(chunk);
-            if needed.contains(&digest) {
-                map.entry(digest).or_insert(i * cs);
+            for chunk in data.chunks_exact(cs as usize) {
+                let digest = Digest::of(chunk);
+                if needed.contains(&digest) {
+                    map.entry(digest).or_insert(i * cs);
+                }
+                i += 1;
             }
-            self.send(Phase::Indexing, (i + 1) * cs, total);
+            self.send(Phase::Indexing, i * cs, total);
         }
         tracing::info!(slot = %name, matches = map.len(), "indexed the active slot by reading it");
         Ok(Some(ActiveIndex {
