@@ -17,6 +17,7 @@
 //!    chunk hash and the whole-payload hash;
 //! 7. the manifest is saved as the slot's (`slot-<NAME>.manifest.json`) and the journal removed.
 
+mod readback;
 mod reuse;
 mod run;
 // `BundleSource::len` is the source's length, not a collection's: no `is_empty`.

@@ -3,17 +3,16 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek as _, SeekFrom};
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keywarden_bundle::{
     keys, Digest, Error as BundleError, Header, Payload, VerifiedManifest, HEADER_LEN, MAGIC,
 };
-use sha2::{Digest as _, Sha256};
 
+use super::readback::{self, ReadBack};
 use super::reuse::{ActiveIndex, IndexSource};
 use super::state::{self, Journal};
 use super::{
@@ -22,8 +21,15 @@ use super::{
 };
 use crate::{Error, Result};
 
-/// The slot is fdatasynced and the journal advanced every this many bytes written.
-const SYNC_EVERY: u64 = 32 << 20;
+/// The slot is fdatasynced, journaled and read back (on the read-back thread) every this many
+/// bytes written.
+const SYNC_EVERY: u64 = if cfg!(test) {
+    // Tests use small payloads: sync and read back every 4 chunks so that they go through the
+    // progressive path.
+    4 << 16
+} else {
+    16 << 20
+};
 /// Room the state directory needs beyond the manifest: the journal and its temporary file.
 const STATE_MARGIN: u64 = 64 << 10;
 /// The active slot is hashed up to this multiple of the new payload's size (reusable data lies
@@ -138,8 +144,8 @@ pub fn install(
     };
     run.journal.version = run.verified.manifest().version.to_string();
     run.journal.payload = run.payload.name.clone();
-    let index_source = run.write_slot()?;
-    run.finish(&manifest_bytes)?;
+    let (index_source, back) = run.write_slot()?;
+    run.finish(back, &manifest_bytes)?;
 
     run.timings.total = started.elapsed();
     let report = InstallReport {
@@ -415,7 +421,7 @@ impl Run<'_> {
     }
 
     /// Steps 4 and 5: journal, resume, index, then every chunk into the slot.
-    fn write_slot(&mut self) -> Result<IndexSource> {
+    fn write_slot(&mut self) -> Result<(IndexSource, ReadBack)> {
         let req = self.req;
         let n = self.payload.chunk_count();
         let cs = self.chunk_size();
@@ -517,9 +523,21 @@ impl Run<'_> {
             .map_or(IndexSource::None, |index| index.source);
         self.timings.index = t.elapsed();
 
-        // 5. Every missing chunk: reused or downloaded, checked, then written.
+        // 5. Every missing chunk: reused or downloaded, checked, then written. The read-back
+        // thread syncs, journals and reads back behind the writes.
         let t = Instant::now();
         let size = self.payload.size;
+        let mut back = ReadBack::start(readback::Context {
+            file: self
+                .target()?
+                .try_clone()
+                .map_err(|e| Error::io("opening", &req.target.device, e))?,
+            device: req.target.device.clone(),
+            slot: req.target.name.clone(),
+            payload: self.payload.clone(),
+            journal: self.journal.clone(),
+            state_dir: req.state_dir.clone(),
+        })?;
         self.send(Phase::Writing, self.counters.resumed, size);
         let mut since_sync = 0u64;
         let mut on_slot = self.counters.resumed;
@@ -528,7 +546,7 @@ impl Run<'_> {
                 continue;
             }
             if let Some(e) = self.cancelled(on_slot) {
-                self.checkpoint(i);
+                back.abort(i);
                 return Err(e);
             }
             let len = self.payload.chunk_len(i) as usize;
@@ -542,45 +560,26 @@ impl Run<'_> {
                 self.counters.reused += len as u64;
             } else {
                 if let Err(e) = self.download(i, data) {
-                    self.checkpoint(i);
+                    back.abort(i);
                     return Err(e);
                 }
                 self.counters.downloaded += len as u64;
             }
             if let Err(e) = self.target()?.write_all_at(data, offset) {
-                self.checkpoint(i);
+                back.abort(i);
                 return Err(Error::io("writing", &req.target.device, e));
             }
             on_slot += len as u64;
             since_sync += len as u64;
             if since_sync >= SYNC_EVERY {
                 since_sync = 0;
-                self.target()?
-                    .sync_data()
-                    .map_err(|e| Error::io("syncing", &req.target.device, e))?;
-                self.journal.chunks_done = i + 1;
-                self.journal.store(&req.state_dir)?;
+                back.written(i + 1)?;
             }
             self.send(Phase::Writing, on_slot, size);
         }
         self.stream = None;
         self.timings.write = t.elapsed();
-        Ok(index_source)
-    }
-
-    /// After an error or a cancel before chunk `next`: syncs the slot and records chunks
-    /// `0..next` in the journal, so that the next attempt resumes there. Failures are only
-    /// logged (the original error is what the caller needs).
-    fn checkpoint(&mut self, next: u64) {
-        let Some(target) = &self.target else { return };
-        if let Err(e) = target.sync_data() {
-            tracing::warn!(device = %self.req.target.device.display(), error = %e, "cannot sync the slot after an interrupted install");
-            return;
-        }
-        self.journal.chunks_done = next;
-        if let Err(e) = self.journal.store(&self.req.state_dir) {
-            tracing::warn!(error = %e, "cannot record the install's progress in the journal");
-        }
+        Ok((index_source, back))
     }
 
     /// Builds the index of the active slot, from its saved manifest or by hashing it.
@@ -759,64 +758,24 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Steps 6 and 7: sync, drop the page cache, read back, save the manifest, drop the journal.
-    fn finish(&mut self, manifest_bytes: &[u8]) -> Result<()> {
+    /// Steps 6 and 7: the final fsync and read-back (on the read-back thread), then the slot's
+    /// manifest saved and the journal removed.
+    fn finish(&mut self, mut back: ReadBack, manifest_bytes: &[u8]) -> Result<()> {
         let req = self.req;
-        let device = &req.target.device;
         let size = self.payload.size;
-        let t = Instant::now();
+        back.finish();
         self.send(Phase::Syncing, 0, size);
-        let target = self.target()?;
-        target
-            .sync_all()
-            .map_err(|e| Error::io("syncing", device, e))?;
-        self.journal.chunks_done = self.payload.chunk_count();
-        self.journal.store(&req.state_dir)?;
-        self.timings.sync = t.elapsed();
-
-        // Read back from the device, not from the page cache.
-        let t = Instant::now();
-        let target = self.target()?;
-        let len = i64::try_from(size).unwrap_or(i64::MAX);
-        if let Err(e) = nix::fcntl::posix_fadvise(
-            target.as_raw_fd(),
-            0,
-            len,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        ) {
-            tracing::warn!(device = %device.display(), error = %e, "cannot drop the slot's page cache; reading it back anyway");
-        }
-        self.send(Phase::ReadBack, 0, size);
-        let cs = self.chunk_size();
-        let mut buf = vec![0u8; cs as usize];
-        let mut whole = Sha256::new();
-        for i in 0..self.payload.chunk_count() {
-            if let Some(e) = self.cancelled(size) {
-                return Err(e);
+        while !back.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+            if back.synced.load(Ordering::SeqCst) != 0 {
+                let done = back.verified.load(Ordering::SeqCst);
+                self.send(Phase::ReadBack, done, size);
             }
-            let len = self.payload.chunk_len(i) as usize;
-            let data = &mut buf[..len];
-            self.target()?
-                .read_exact_at(data, i * cs)
-                .map_err(|e| Error::io("reading back", device, e))?;
-            if Digest::of(data) != self.payload.chunks[i as usize] {
-                return Err(Error::ReadBackMismatch {
-                    slot: req.target.name.clone(),
-                    device: device.clone(),
-                    payload: self.payload.name.clone(),
-                    index: i,
-                });
-            }
-            whole.update(&*data);
-            self.send(Phase::ReadBack, i * cs + len as u64, size);
         }
-        if Digest(whole.finalize().into()) != self.payload.sha256 {
-            return Err(BundleError::PayloadMismatch {
-                payload: self.payload.name.clone(),
-            }
-            .into());
-        }
-        self.timings.read_back = t.elapsed();
+        let tail = back.wait()?;
+        self.send(Phase::ReadBack, size, size);
+        self.timings.sync = tail.sync;
+        self.timings.read_back = tail.read_back;
 
         state::save_slot_manifest(&req.state_dir, &req.target.name, manifest_bytes)?;
         Journal::remove(&req.state_dir)?;
