@@ -432,7 +432,7 @@ impl Error {
                 B::UnknownSigner { .. } => "unknown-signer",
                 B::BadSignature { .. } => "bad-signature",
                 B::ChunkMismatch { .. } => "chunk-mismatch",
-                B::TrailingData { .. } => "trailing-data",
+                B::TrailingData => "trailing-data",
                 B::PayloadMismatch { .. } | B::SizeMismatch { .. } | B::PayloadChanged { .. } => {
                     "payload-mismatch"
                 }
@@ -440,6 +440,41 @@ impl Error {
                 _ => "bundle",
             },
             Error::Io { .. } => "io",
+            Error::BootCmdline { .. } | Error::BadSlot { .. } => "boot-slot-unknown",
+            Error::BootEnvValue { .. }
+            | Error::GrubEnvFormat { .. }
+            | Error::BootEnvTooLarge { .. }
+            | Error::BootEnvUnrepresentable { .. }
+            | Error::UBootConfig { .. }
+            | Error::UBootEnvInvalid { .. } => "bootloader",
+            Error::TestKeyRefused { .. } => "test-key-refused",
+            Error::WrongBoard { .. } => "wrong-board",
+            Error::NotNewer { .. } => "not-newer",
+            Error::UnknownSlotClass { .. } | Error::SlotClassCount { .. } => "unknown-slot-class",
+            Error::PayloadTooLarge { .. } => "payload-too-large",
+            Error::BundleLength { .. } => "bundle-length",
+            Error::NoSpace { .. } => "no-space",
+            Error::InvalidRequest { .. } => "invalid-request",
+            Error::Download { .. } => "download",
+            Error::ReadBackMismatch { .. } => "read-back-mismatch",
+            Error::StateFile { .. } => "state-file",
+            Error::Cancelled { .. } => "cancelled",
+            Error::HttpsCa { .. } => "https-ca",
+            Error::HttpStatus { .. } => "http-status",
+            Error::HttpTls { .. } => "tls",
+            Error::HttpTimeout { .. } => "timeout",
+            Error::HttpTransfer { .. } => "download",
+            Error::HttpRangeIgnored { .. } | Error::HttpLength { .. } => "http-range",
+            Error::TufRollback { .. } => "metadata-rollback",
+            Error::TufExpired { .. } => "metadata-expired",
+            Error::TufMismatch { .. } => "metadata-mismatch",
+            Error::TufSignature { .. } => "metadata-signature",
+            Error::TufTooLarge { .. } => "metadata-too-large",
+            Error::TufRoot { .. } => "metadata-root",
+            Error::Tuf { .. } => "metadata",
+            Error::BadOffer { .. } | Error::OfferMismatch { .. } => "offer-mismatch",
+            Error::TargetMismatch { .. } => "target-mismatch",
+            Error::Publish { .. } => "publish",
             Error::Config { .. } => "config",
             Error::Bus { .. } => "bus",
             Error::Worker(_) => "internal",

@@ -62,7 +62,11 @@ fn unhealthy(service: &'static str, e: zbus::Error) -> Finding {
 
 /// Probes every `interval` until both services are healthy or `timeout` has passed; returns
 /// the last findings.
-pub async fn wait_healthy(conn: &Connection, timeout: Duration, interval: Duration) -> Vec<Finding> {
+pub async fn wait_healthy(
+    conn: &Connection,
+    timeout: Duration,
+    interval: Duration,
+) -> Vec<Finding> {
     let deadline = Instant::now() + timeout;
     loop {
         let findings = probe(conn).await;

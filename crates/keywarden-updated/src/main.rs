@@ -86,8 +86,7 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                let (admin_gids, missing) =
-                    keywarden_dbus::caller::group_ids(&args.admin_groups);
+                let (admin_gids, missing) = keywarden_dbus::caller::group_ids(&args.admin_groups);
                 for group in missing {
                     tracing::warn!(%group, "no such group; its members get no access");
                 }
@@ -157,8 +156,7 @@ fn main() -> ExitCode {
 /// Whether the booted slot is still on trial (not committed) per the bootloader environment.
 fn on_trial(args: &Args) -> keywarden_updated::Result<bool> {
     let config = Config::load(&args.config)?;
-    let platform =
-        RealPlatform::with_paths(config, args.cmdline.clone(), args.os_release.clone())?;
+    let platform = RealPlatform::with_paths(config, args.cmdline.clone(), args.os_release.clone())?;
     let report = keywarden_updated::daemon::Platform::boot_report(&platform)?;
     Ok(!report.facts.booted_committed)
 }

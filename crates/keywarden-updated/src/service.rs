@@ -137,6 +137,7 @@ pub fn refusal(r: Refusal) -> UpdateError {
 
 #[interface(name = "org.keywarden.Update1")]
 impl UpdateService {
+    #[zbus(out_args("available", "version", "size"))]
     async fn check(
         &self,
         #[zbus(connection)] conn: &Connection,

@@ -8,7 +8,6 @@ use crate::collector::{self, Collector};
 use crate::error::Error;
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
-use crate::update::{self, Update};
 use crate::policy::alarms::{self, Alarm};
 use crate::policy::audit::{self, Audit};
 use crate::policy::keys::{self, Key, Reserve, Slot};
@@ -17,6 +16,7 @@ use crate::policy::rules::{self, Holiday, Perm, Reason, Schedule};
 use crate::policy::session::{self, Session};
 use crate::policy::users::{self, Group, User};
 use crate::policy::Ctx;
+use crate::update::{self, Update};
 
 /// Keywarden key cabinet command line.
 #[derive(Debug, Parser)]

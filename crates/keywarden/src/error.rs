@@ -168,9 +168,7 @@ impl Error {
             | Error::Verify { .. }
             | Error::Silent(_)
             | Error::Json(_)
-            | Error::Update { .. } => {
-                exit::FAILED
-            }
+            | Error::Update { .. } => exit::FAILED,
         }
     }
 }

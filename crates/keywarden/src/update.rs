@@ -67,11 +67,16 @@ struct Failure {
 
 /// Runs one `keywarden update` command.
 pub async fn update(conn: &Connection, out: Output, cmd: Update) -> Result<(), Error> {
-    let proxy = Update1Proxy::new(conn).await.map_err(call("update"))?;
+    // No property cache: `install` reads the end state right after `Completed`, and a cache
+    // filled by signals could lag behind it.
+    let proxy = Update1Proxy::builder(conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(call("update"))?;
     match cmd {
         Update::Check => {
-            let (available, version, size) =
-                proxy.check().await.map_err(call("update check"))?;
+            let (available, version, size) = proxy.check().await.map_err(call("update check"))?;
             let text = if available {
                 format!("update available: {version} ({})", megabytes(size))
             } else {
@@ -136,7 +141,7 @@ async fn install(
         .receive_completed()
         .await
         .map_err(call(what.clone()))?;
-    let mut progress = proxy.receive_bytes_done_changed().await;
+    let mut progress = tokio::time::interval(std::time::Duration::from_millis(500));
     proxy.install(&source).await.map_err(call(what.clone()))?;
     if no_wait {
         return out.line(&serde_json::json!({"started": true}), "install started");
@@ -167,12 +172,11 @@ async fn install(
                     message: args.message.clone(),
                 });
             }
-            Some(_) = progress.next(), if !out.json => {
+            _ = progress.tick(), if !out.json => {
                 let done = proxy.bytes_done().await.unwrap_or_default();
                 let total = proxy.bytes_total().await.unwrap_or_default();
                 let state = proxy.state().await.unwrap_or_default();
-                if total > 0 {
-                    let percent = done * 100 / total;
+                if let Some(percent) = (done * 100).checked_div(total) {
                     if last_percent != Some(percent) {
                         last_percent = Some(percent);
                         eprint!("\r{state}: {percent:3}% of {}", megabytes(total));
@@ -201,7 +205,11 @@ async fn status(proxy: &Update1Proxy<'_>, out: Output) -> Result<(), Error> {
         ("state", status.state.clone()),
         (
             "booted",
-            format!("slot {} ({})", status.booted_slot, or_unknown(&status.booted_version)),
+            format!(
+                "slot {} ({})",
+                status.booted_slot,
+                or_unknown(&status.booted_version)
+            ),
         ),
     ];
     let slot_lines: Vec<(String, String)> = status
@@ -213,7 +221,10 @@ async fn status(proxy: &Update1Proxy<'_>, out: Output) -> Result<(), Error> {
                 (true, true) => "good (committed)".to_owned(),
                 (true, false) => format!("on trial, {} tries left", s.tries_left),
             };
-            (format!("slot {}", s.name), format!("{state}, version {}", or_unknown(&s.version)))
+            (
+                format!("slot {}", s.name),
+                format!("{state}, version {}", or_unknown(&s.version)),
+            )
         })
         .collect();
     for (k, v) in &slot_lines {

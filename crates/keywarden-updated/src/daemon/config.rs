@@ -176,7 +176,9 @@ impl Repository {
             ("targets-url", &self.targets_url),
         ] {
             if !url.starts_with("https://") {
-                return Err(format!("repository.{field}: {url:?} is not an https:// URL"));
+                return Err(format!(
+                    "repository.{field}: {url:?} is not an https:// URL"
+                ));
             }
         }
         Ok(())
@@ -220,7 +222,7 @@ trusted = ["/usr/share/keywarden/update/keys"]
     #[test]
     fn the_shipped_files_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for file in ["config/update.toml"] {
+        for file in ["config/update.toml", "../../image/boards/qemu/update.toml"] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             Config::parse(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         }

@@ -124,8 +124,9 @@ pub async fn serve(
 
     let watchdog = watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::io("installing the SIGTERM handler for", "keywarden-updated", e))?;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::io("installing the SIGTERM handler for", "keywarden-updated", e))?;
     loop {
         tokio::select! {
             call = calls.recv() => match call {
@@ -149,7 +150,10 @@ struct Driver {
     platform: Arc<dyn Platform>,
     published: SharedPublished,
     iface: InterfaceRef<UpdateService>,
-    reports: (mpsc::UnboundedSender<Report>, mpsc::UnboundedReceiver<Report>),
+    reports: (
+        mpsc::UnboundedSender<Report>,
+        mpsc::UnboundedReceiver<Report>,
+    ),
     cancel: Arc<AtomicBool>,
     pending_check: Option<oneshot::Sender<Result<Reply, UpdateError>>>,
     boot: Option<BootReport>,
@@ -248,6 +252,8 @@ impl Driver {
                 Action::StartInstall { source, target } => self.start_install(source, target),
                 Action::CancelInstall => self.cancel.store(true, Ordering::SeqCst),
                 Action::Completed { ok, code, message } => {
+                    // The properties first: whoever reacts to the signal reads the end state.
+                    self.publish().await;
                     if ok {
                         tracing::info!(%message, "install completed");
                     } else {

@@ -45,7 +45,11 @@ impl RealPlatform {
 
     /// As [`RealPlatform::new`] with other files standing for the kernel command line and the
     /// booted system's `os-release` (tests).
-    pub fn with_paths(config: Config, cmdline: PathBuf, os_release: PathBuf) -> Result<RealPlatform> {
+    pub fn with_paths(
+        config: Config,
+        cmdline: PathBuf,
+        os_release: PathBuf,
+    ) -> Result<RealPlatform> {
         let backend = match &config.bootloader {
             Bootloader::Grub { grubenv } => BootBackend::Grub {
                 env_file: grubenv.clone(),
@@ -55,8 +59,9 @@ impl RealPlatform {
             },
         };
         let boot = boot::open(&backend)?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| Error::Worker(format!("no async runtime for the repository client: {e}")))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            Error::Worker(format!("no async runtime for the repository client: {e}"))
+        })?;
         Ok(RealPlatform {
             config,
             cmdline,
@@ -103,8 +108,7 @@ impl RealPlatform {
         let mut files = Vec::new();
         for path in &self.config.keys.trusted {
             if path.is_dir() {
-                let entries =
-                    std::fs::read_dir(path).map_err(|e| Error::io("listing", path, e))?;
+                let entries = std::fs::read_dir(path).map_err(|e| Error::io("listing", path, e))?;
                 let mut found: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|x| x == "pub"))
@@ -241,12 +245,10 @@ impl Platform for RealPlatform {
         let client = self.client()?;
         let installed = self.booted_version()?;
         let offer = self.runtime.block_on(client.check())?;
-        Ok(offer
-            .filter(|o| o.version > installed)
-            .map(|o| Offer {
-                version: o.version.to_string(),
-                size: o.length,
-            }))
+        Ok(offer.filter(|o| o.version > installed).map(|o| Offer {
+            version: o.version.to_string(),
+            size: o.length,
+        }))
     }
 
     fn install(
@@ -305,7 +307,10 @@ impl Platform for RealPlatform {
                 downloaded: p.downloaded,
                 reused: p.reused,
             };
-            progress(counters, matches!(p.phase, Phase::Syncing | Phase::ReadBack | Phase::Done));
+            progress(
+                counters,
+                matches!(p.phase, Phase::Syncing | Phase::ReadBack | Phase::Done),
+            );
         };
         let done = install::install(request, source.as_mut(), &mut report, cancel)?;
         tracing::info!(

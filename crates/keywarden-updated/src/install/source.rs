@@ -14,6 +14,10 @@ pub trait BundleSource: Send {
     fn open_at(&mut self, offset: u64) -> Result<Box<dyn Read + Send>>;
     /// The bundle's length if known before reading (a file's size, a TUF target's length).
     fn len(&self) -> Option<u64>;
+    /// Whether the bundle is known to be empty (an empty source is never a bundle).
+    fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
     /// For messages: the file path or URL.
     fn describe(&self) -> String;
 }

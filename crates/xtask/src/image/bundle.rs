@@ -39,8 +39,11 @@ pub fn signing_key(build: &Build, args: &ImageArgs) -> Result<SigningKey> {
 
 /// The public half of `key` as the image's trusted bundle key file (SPKI PEM).
 pub fn public_pem(key: &SigningKey) -> Result<String> {
-    keys::public_key_pem(&key.verifying_key())
-        .map_err(|e| Error::Setup(format!("encoding the bundle signing key's public half: {e}")))
+    keys::public_key_pem(&key.verifying_key()).map_err(|e| {
+        Error::Setup(format!(
+            "encoding the bundle signing key's public half: {e}"
+        ))
+    })
 }
 
 /// Signs the root file system into `out` (written to a temporary name, renamed when complete).

@@ -4,9 +4,9 @@
 
 use super::packages::{sha256_file, Pin};
 use super::{write_file, Build};
-use keywarden_bundle::SigningKey;
 use crate::cmd;
 use crate::error::{Error, Result};
+use keywarden_bundle::SigningKey;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -138,7 +138,9 @@ impl Vm {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Setup("the guest's test agent never became ready".into()));
+                return Err(Error::Setup(
+                    "the guest's test agent never became ready".into(),
+                ));
             }
             if self.read_line(left)? == "KWAGENT ready" {
                 return Ok(self.booted_at.elapsed());
@@ -257,10 +259,15 @@ fn bump(version: &str, by: u64) -> Result<String> {
         .next()
         .unwrap_or(version)
         .split('.')
-        .map(|p| p.parse().map_err(|_| Error::Setup(format!("version {version:?}"))))
+        .map(|p| {
+            p.parse()
+                .map_err(|_| Error::Setup(format!("version {version:?}")))
+        })
         .collect::<Result<_>>()?;
     if parts.len() != 3 {
-        return Err(Error::Setup(format!("version {version:?} is not MAJOR.MINOR.PATCH")));
+        return Err(Error::Setup(format!(
+            "version {version:?} is not MAJOR.MINOR.PATCH"
+        )));
     }
     parts[2] += by;
     Ok(format!("{}.{}.{}", parts[0], parts[1], parts[2]))
@@ -287,13 +294,23 @@ fn release(src: &Path, version: &str, out: &Path) -> Result<PathBuf> {
 }
 
 /// Bundles the updater must refuse, made from the next release's root file system.
-fn bad_bundles(src: &Path, rootfs: &Path, good: &Path, next: &str, dir: &Path) -> Result<Vec<(String, &'static str)>> {
+fn bad_bundles(
+    src: &Path,
+    rootfs: &Path,
+    good: &Path,
+    next: &str,
+    dir: &Path,
+) -> Result<Vec<(String, &'static str)>> {
     use keywarden_bundle::{create, keys, CreateSpec};
     fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let test_key = keys::load_signing_key(&src.join(super::bundle::TEST_ONLY_KEY))
         .map_err(|e| Error::Setup(format!("loading the test-only key: {e}")))?;
     let stranger = keywarden_bundle::SigningKey::from_bytes(&[7u8; 32]);
-    let make = |name: &str, version: &str, board: &str, key: &keywarden_bundle::SigningKey| -> Result<()> {
+    let make = |name: &str,
+                version: &str,
+                board: &str,
+                key: &keywarden_bundle::SigningKey|
+     -> Result<()> {
         let spec = CreateSpec {
             version: version.to_owned(),
             compatible: board.to_owned(),
@@ -307,7 +324,8 @@ fn bad_bundles(src: &Path, rootfs: &Path, good: &Path, next: &str, dir: &Path) -
         );
         create(&spec, key, &mut out)
             .map_err(|e| Error::Setup(format!("creating test bundle {name}: {e}")))?;
-        out.flush().map_err(Error::io(format!("writing {}", path.display())))
+        out.flush()
+            .map_err(Error::io(format!("writing {}", path.display())))
     };
     make("wrong-key.kwb", next, "keywarden-qemu-x86_64", &stranger)?;
     make("wrong-board.kwb", next, "keywarden-other-x86_64", &test_key)?;
@@ -361,7 +379,13 @@ fn publish(src: &Path, repo: &Path, bundle: &Path, expired: bool) -> Result<()> 
             publish::add_bundle(repo, &role_keys, bundle, &expiry).await?;
             Ok::<(), keywarden_updated::Error>(())
         })
-        .map_err(|e| Error::Setup(format!("publishing {} into {}: {e}", bundle.display(), repo.display())))
+        .map_err(|e| {
+            Error::Setup(format!(
+                "publishing {} into {}: {e}",
+                bundle.display(),
+                repo.display()
+            ))
+        })
 }
 
 /// Shell to write `text` to `path` in the guest.
@@ -412,7 +436,10 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     let step = Instant::now();
     let next_bundle = release(&src, &next, &src.join("target/image-next"))?;
     let after_bundle = release(&src, &after, &src.join("target/image-after"))?;
-    eprintln!("{TASK}: releases {next} and {after} ready in {:.0?}", step.elapsed());
+    eprintln!(
+        "{TASK}: releases {next} and {after} ready in {:.0?}",
+        step.elapsed()
+    );
 
     let www = dir.join("www");
     let bad = bad_bundles(
@@ -444,11 +471,22 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     let status = vm.settled_status()?;
     check(
         "factory image boots slot A, committed".into(),
-        status["booted_slot"] == "A" && slot_committed(&status, "A") && !slot_bootable(&status, "B"),
-        format!("{} ; agent after {:.1} s", summary(&status), ready.as_secs_f64()),
+        status["booted_slot"] == "A"
+            && slot_committed(&status, "A")
+            && !slot_bootable(&status, "B"),
+        format!(
+            "{} ; agent after {:.1} s",
+            summary(&status),
+            ready.as_secs_f64()
+        ),
     );
-    let (rc, _) = vm.run("systemctl is-active keywarden-updated keywarden-health-check keywarden-bless-boot")?;
-    check("updater, health check and bless units active".into(), rc == 0, String::new());
+    let (rc, _) = vm
+        .run("systemctl is-active keywarden-updated keywarden-health-check keywarden-bless-boot")?;
+    check(
+        "updater, health check and bless units active".into(),
+        rc == 0,
+        String::new(),
+    );
 
     // Refusals: each specific, none leaves B bootable.
     vm.run(&provision_cmd(port, "good", &ca, &root_json("good")?))?;
@@ -502,7 +540,9 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     );
     check(
         "slot B activated on trial, A still committed".into(),
-        slot_bootable(&status, "B") && !slot_committed(&status, "B") && slot_committed(&status, "A"),
+        slot_bootable(&status, "B")
+            && !slot_committed(&status, "B")
+            && slot_committed(&status, "A"),
         summary(&status),
     );
     vm.run("systemctl reboot")?;
@@ -553,7 +593,13 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
             std::thread::sleep(Duration::from_millis(rng.below(12_000)));
             vm.power_cut();
         }
-        vm = Vm::start(&disk, &vars, &dir, &format!("after-cut-{cut}"), args.verbose)?;
+        vm = Vm::start(
+            &disk,
+            &vars,
+            &dir,
+            &format!("after-cut-{cut}"),
+            args.verbose,
+        )?;
         let ok = match vm.wait_ready(boot_timeout) {
             Ok(_) => {
                 let status = vm.settled_status()?;
@@ -585,7 +631,10 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
             args.power_cuts
         ),
         survived == args.power_cuts,
-        format!("{survived} survived; last: {}", cut_log.last().cloned().unwrap_or_default()),
+        format!(
+            "{survived} survived; last: {}",
+            cut_log.last().cloned().unwrap_or_default()
+        ),
     );
     let (_, status) = vm.json("keywarden --json update status")?;
     if status["booted_version"] != after.as_str() {
@@ -637,7 +686,12 @@ fn publish_next(src: &Path, repo: &Path, bundle: &Path) -> Result<()> {
         .build()
         .map_err(Error::io("starting a runtime for publishing"))?;
     runtime
-        .block_on(publish::add_bundle(repo, &role_keys, bundle, &Expiry::from_now(30, 1)))
+        .block_on(publish::add_bundle(
+            repo,
+            &role_keys,
+            bundle,
+            &Expiry::from_now(30, 1),
+        ))
         .map(drop)
         .map_err(|e| Error::Setup(format!("publishing {}: {e}", bundle.display())))
 }
