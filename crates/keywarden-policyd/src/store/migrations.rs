@@ -4,8 +4,17 @@
 //!
 //! Rules for adding one: append to [`MIGRATIONS`] (never edit a released one), keep it valid on a
 //! database with rows in it, and add a test that opens a database of the previous version.
-//! A database with a version above [`LATEST`] was written by newer firmware: it is refused
-//! ([`Error::SchemaTooNew`]), never downgrade-migrated.
+//! A database with a version above [`LATEST`] was written by newer firmware, which happens after
+//! an OTA rollback (the newer system booted, migrated, then failed its health check or was
+//! marked bad). It is never downgrade-migrated. It is used as it is when its `schema_compat`
+//! row says this build can still read and write it (`readable_by <= LATEST`: every migration
+//! since this build's schema only added things), so the cabinet keeps working after the
+//! rollback and the audit records written by the newer firmware stay in the chain; otherwise it
+//! is refused ([`Error::SchemaTooNew`]) and the service stays out of service.
+//!
+//! So each new migration must say whether older firmware can live with it: an additive one
+//! (new tables, indexes, triggers, columns with defaults) leaves `readable_by` alone; one that
+//! changes or removes what older code reads or writes sets `readable_by` to its own version.
 //!
 //! Ids that audit records name (`permission:7`, `reservation:3`) and rows that get deleted
 //! (groups, schedules) use `AUTOINCREMENT`, so an id is never reused for another row.
@@ -24,7 +33,7 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4B57_4442;
 
 /// Schema migrations, in order: `MIGRATIONS[n]` brings version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 2: indexes (and views) for reports.
 const V2: &str = include_str!("schema/v2-reports.sql");
@@ -34,6 +43,9 @@ const V3: &str = include_str!("schema/v3-outbox.sql");
 
 /// Version 4: the offsite audit copy's acknowledged position.
 const V4: &str = include_str!("schema/v4-offsite.sql");
+
+/// Version 5: `schema_compat`, how old a firmware may still use the database (rollbacks).
+const V5: &str = include_str!("schema/v5-compat.sql");
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -243,6 +255,18 @@ pub fn user_version(conn: &Connection, path: &Path) -> Result<u32> {
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<u32> {
     let found = user_version(conn, path)?;
     if found > LATEST {
+        check_ownership(conn, path, found)?;
+        let readable_by = readable_by(conn, path)?;
+        if readable_by.is_some_and(|v| v <= LATEST) {
+            tracing::warn!(
+                path = %path.display(),
+                found,
+                supported = LATEST,
+                "database written by newer firmware (a rollback?); its later migrations only \
+                 added things, so it is used as it is"
+            );
+            return Ok(found);
+        }
         return Err(Error::SchemaTooNew {
             path: path.to_owned(),
             found,
@@ -256,6 +280,32 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<u32> {
         tracing::info!(path = %path.display(), version, "database migrated");
     }
     Ok(found)
+}
+
+/// The database's `schema_compat.readable_by`, or `None` if it has no such row (made before
+/// version 5, or damaged).
+fn readable_by(conn: &Connection, path: &Path) -> Result<Option<u32>> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_compat'",
+            [],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )
+        .map_err(|e| Error::sqlite(path, "read the schema compatibility", e))?;
+    if !has_table {
+        return Ok(None);
+    }
+    let value: Option<i64> = conn
+        .query_row("SELECT readable_by FROM schema_compat WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(|e| Error::sqlite(path, "read the schema compatibility", e))?;
+    Ok(value.and_then(|v| u32::try_from(v).ok()))
 }
 
 /// Refuse a database some other program made: a non-empty database at version 0, or another

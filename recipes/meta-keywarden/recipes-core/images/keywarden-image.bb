@@ -22,6 +22,7 @@ IMAGE_INSTALL = "\
     keywarden-hwd \
     keywarden-policyd \
     keywarden-console \
+    keywarden-updated \
     keywarden \
 "
 

@@ -95,8 +95,43 @@ fn the_chain_is_seeded_from_the_last_row_on_reopen() {
 }
 
 #[test]
+fn a_newer_additive_schema_is_used_as_it_is_after_a_rollback() {
+    // The newer firmware's migration added a table (readable_by unchanged) and wrote records.
+    let mut f = Fixture::new();
+    f.ok(add_user("alice"));
+    f.store
+        .conn()
+        .execute_batch("CREATE TABLE future_feature (x INTEGER);")
+        .unwrap();
+    f.store
+        .conn()
+        .pragma_update(None, "user_version", LATEST + 1)
+        .unwrap();
+    f.ok(add_user("bob"));
+    let head = f.store.audit_head();
+    // The rollback: this (older) build opens it, keeps it, and appends to the same chain.
+    f.reopen();
+    assert_eq!(f.store.audit_head(), head, "no audit record lost");
+    f.ok(add_user("carol"));
+    f.store.checkpoint_now(f.now_ms).unwrap();
+    let report = f.store.verify_audit().unwrap();
+    assert_eq!(report.entries, 3);
+    let version: u32 = f
+        .store
+        .conn()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, LATEST + 1, "never downgraded");
+}
+
+#[test]
 fn a_newer_schema_is_refused_and_left_alone() {
     let f = Fixture::new();
+    // A breaking migration of newer firmware: this build may no longer touch the database.
+    f.store
+        .conn()
+        .execute("UPDATE schema_compat SET readable_by = ?1", [LATEST + 1])
+        .unwrap();
     f.store
         .conn()
         .pragma_update(None, "user_version", LATEST + 1)
