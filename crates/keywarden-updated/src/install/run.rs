@@ -426,10 +426,15 @@ impl Run<'_> {
         let n = self.payload.chunk_count();
         let cs = self.chunk_size();
 
+        // The same bundle already installed in the slot (an activation that failed, a retry):
+        // every chunk is claimed, and re-checked like a journal's.
+        let already = fs::read(state::slot_manifest_path(&req.state_dir, &req.target.name))
+            .is_ok_and(|bytes| Digest::of(&bytes).to_hex() == self.journal.bundle);
         // The slot's saved manifest no longer describes it once it is written to.
         state::forget_slot_manifest(&req.state_dir, &req.target.name)?;
         let previous = Journal::load(&req.state_dir);
         let claimed = match previous {
+            _ if already => n,
             Some(j)
                 if j.bundle == self.journal.bundle
                     && j.slot == self.journal.slot

@@ -914,3 +914,38 @@ fn the_journal_advances_behind_the_writes_and_never_ahead() {
     assert!(best > 0, "the journal advanced while writing");
     assert_installed(&fx, &target, &payload, "1.1.0");
 }
+
+#[test]
+fn installing_the_same_bundle_again_only_rechecks_the_slot() {
+    let fx = Fx::new();
+    let payload = random_bytes(20 * CS + 5, 25);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = fx.slot("B", 21 * CS, &[]);
+    run(fx.request(&target, 21 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    let mut source = TestSource::new(&bundle);
+    let report = run(fx.request(&target, 21 * CS), &mut source).0.unwrap();
+    assert_eq!(report.resumed, payload.len() as u64);
+    assert_eq!(report.downloaded, 0);
+    assert_eq!(source.served(), report.fetched);
+    assert!(
+        report.fetched < 3 * 4096,
+        "only the header and manifest: {}",
+        report.fetched
+    );
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // A slot changed since (chunk 3): that chunk is downloaded again.
+    use std::os::unix::fs::FileExt as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&target.device)
+        .unwrap()
+        .write_all_at(b"changed", 3 * CS as u64)
+        .unwrap();
+    let report = run(fx.request(&target, 21 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_eq!(report.downloaded, CS as u64);
+    assert_installed(&fx, &target, &payload, "1.1.0");
+}
