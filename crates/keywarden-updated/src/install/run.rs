@@ -274,7 +274,7 @@ fn check_bundle(
 }
 
 /// Free space in the state directory.
-fn check_space(dir: &Path, needed: u64) -> Result<()> {
+pub(super) fn check_space(dir: &Path, needed: u64) -> Result<()> {
     let stat = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| Error::io("checking free space of", dir, io::Error::from(e)))?;
     #[allow(clippy::useless_conversion)] // the widths differ between targets

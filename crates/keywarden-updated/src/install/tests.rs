@@ -949,3 +949,47 @@ fn installing_the_same_bundle_again_only_rechecks_the_slot() {
     assert_eq!(report.downloaded, CS as u64);
     assert_installed(&fx, &target, &payload, "1.1.0");
 }
+
+#[test]
+fn the_checks_come_in_order() {
+    let fx = Fx::new();
+    let payload = random_bytes(5 * CS, 26);
+    let target = fx.slot("B", 4 * CS, &[]);
+    let request = |allow_test_keys| {
+        let mut req = fx.request(&target, 4 * CS);
+        req.installed_version = v("2.0.0");
+        req.allow_test_keys = allow_test_keys;
+        req
+    };
+    // Everything wrong: an untrusted signer is found first.
+    let bundle = fx.bundle_with("a.kwb", &payload, "1.0.0", "rpi4", &other_key());
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(
+        result,
+        Err(Error::Bundle(BundleError::UnknownSigner { .. }))
+    ));
+    // Signed with the test-only key: refused for that first where it is not allowed, then the
+    // board, the version, the size.
+    let bundle = fx.bundle_with("b.kwb", &payload, "1.0.0", "rpi4", &test_key());
+    let (result, _) = run(request(false), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::TestKeyRefused { .. })));
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::WrongBoard { .. })));
+    let bundle = fx.bundle("c.kwb", &payload, "1.0.0");
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::NotNewer { .. })));
+    let bundle = fx.bundle("d.kwb", &payload, "2.0.1");
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::PayloadTooLarge { .. })));
+}
+
+#[test]
+fn the_state_directory_must_have_room() {
+    let fx = Fx::new();
+    super::run::check_space(&fx.state(), 4096).unwrap();
+    let error = super::run::check_space(&fx.state(), u64::MAX / 2).unwrap_err();
+    assert!(
+        matches!(&error, Error::NoSpace { path, needed, available } if *path == fx.state() && *needed == u64::MAX / 2 && *available < *needed),
+        "{error:?}"
+    );
+}
