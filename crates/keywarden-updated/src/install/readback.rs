@@ -33,6 +33,10 @@ pub(crate) struct Context {
     pub payload: Payload,
     pub journal: Journal,
     pub state_dir: PathBuf,
+    /// Read back with O_DIRECT: for a block device. A regular file is read through its dropped
+    /// page cache instead: on a file system, O_DIRECT reads take the inode lock that the writes
+    /// behind them need, which serialises the two.
+    pub direct: bool,
 }
 
 /// Chunks read back per read (1 MiB at 64 KiB chunks).
@@ -307,9 +311,13 @@ impl Block {
     }
 }
 
-/// The slot opened for O_DIRECT reads, if the file system supports it.
+/// The slot opened for O_DIRECT reads, if [`Context::direct`] asks for them and the file system
+/// supports them.
 fn open_direct(ctx: &Context) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
+    if !ctx.direct {
+        return None;
+    }
     match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_DIRECT)

@@ -993,3 +993,75 @@ fn the_state_directory_must_have_room() {
         "{error:?}"
     );
 }
+
+#[test]
+fn the_read_back_works_with_o_direct_as_on_a_block_device() {
+    // Block devices are read back with O_DIRECT (regular files through the dropped page
+    // cache); force it here on a file (or its fallback where the file system refuses it).
+    super::run::FORCE_DIRECT.with(|f| f.set(true));
+    let fx = Fx::new();
+    let payload = random_bytes(30 * CS + 4097, 27);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = fx.slot("B", 31 * CS, &[]);
+    run(fx.request(&target, 31 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // And a device that returns other data is caught, in the short last chunk too.
+    let target = fx.slot("C", 31 * CS, &[]);
+    let device = target.device.clone();
+    let mut progress = |p: &Progress| {
+        if p.phase == Phase::Writing && p.done == p.total {
+            use std::os::unix::fs::FileExt as _;
+            let f = fs::OpenOptions::new().write(true).open(&device).unwrap();
+            f.write_all_at(&[0xEE; 3], 30 * CS as u64 + 4000).unwrap();
+        }
+    };
+    let result = install(
+        fx.request(&target, 31 * CS),
+        &mut file_source(&bundle),
+        &mut progress,
+        &AtomicBool::new(false),
+    );
+    super::run::FORCE_DIRECT.with(|f| f.set(false));
+    assert!(
+        matches!(&result, Err(Error::ReadBackMismatch { index: 30, .. })),
+        "{result:?}"
+    );
+}
+
+/// On a real block device (a loop device, as root): `KW_TEST_BLOCK_DEVICE=/dev/loopN cargo test
+/// -p keywarden-updated -- --ignored block_device`. The device is overwritten.
+#[test]
+#[ignore = "needs a scratch block device in KW_TEST_BLOCK_DEVICE"]
+fn installs_into_a_block_device() {
+    let Some(device) = std::env::var_os("KW_TEST_BLOCK_DEVICE") else {
+        return;
+    };
+    let fx = Fx::new();
+    let device = PathBuf::from(device);
+    let size = {
+        use std::io::Seek as _;
+        fs::File::open(&device)
+            .unwrap()
+            .seek(io::SeekFrom::End(0))
+            .unwrap() as usize
+    };
+    let payload = random_bytes(size / 2 + 1000, 28);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = SlotDevice {
+        name: "B".into(),
+        device: device.clone(),
+    };
+    let report = run(fx.request(&target, size), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_eq!(report.downloaded, payload.len() as u64);
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // Too large for the device itself, whatever the request says.
+    let big = fx.bundle("big.kwb", &random_bytes(size + CS, 29), "1.2.0");
+    let (result, _) = run(fx.request(&target, 2 * size), &mut file_source(&big));
+    assert!(
+        matches!(result, Err(Error::PayloadTooLarge { slot_size, .. }) if slot_size == size as u64)
+    );
+}
