@@ -1065,3 +1065,32 @@ fn installs_into_a_block_device() {
         matches!(result, Err(Error::PayloadTooLarge { slot_size, .. }) if slot_size == size as u64)
     );
 }
+
+#[test]
+fn small_gaps_are_read_through_and_large_ones_reopen_the_source() {
+    let fx = Fx::new();
+    let old = random_bytes(40 * CS, 30);
+    let mut new = old.clone();
+    for chunk in [5, 7, 30] {
+        new[chunk * CS + 100] ^= 0xFF;
+    }
+    let active = fx.slot("A", 40 * CS, &old);
+    let target = fx.slot("B", 40 * CS, &[]);
+    let bundle = fx.bundle("b.kwb", &new, "1.1.0");
+    let head = fs::metadata(&bundle).unwrap().len() - new.len() as u64;
+    let mut req = fx.request(&target, 40 * CS);
+    req.active = Some(active);
+    let mut source = TestSource::new(&bundle);
+    let report = run(req, &mut source).0.unwrap();
+    assert_installed(&fx, &target, &new, "1.1.0");
+    assert_eq!(report.downloaded, 3 * CS as u64);
+    // Chunks 0-4 (5 chunks, more than the 256 KiB gap) and 8-29: reopened; chunk 6 (one
+    // chunk) read through and discarded.
+    assert_eq!(report.source_opens, 2);
+    assert_eq!(
+        source.opens, 3,
+        "the header's stream and the two reopenings"
+    );
+    assert_eq!(report.fetched, head + 4 * CS as u64);
+    assert_eq!(source.served(), report.fetched);
+}
