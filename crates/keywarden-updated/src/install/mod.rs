@@ -10,11 +10,14 @@
 //!    strictly newer, every slot class is known, the payload fits the slot, the source has the
 //!    bundle's length, the state directory has room for the journal: each refusal is its own
 //!    [`Error`](crate::Error) variant and leaves the target slot unopened;
-//! 4. chunks a resume journal claims are read back from the slot and re-checked;
+//! 4. chunks a resume journal claims (every chunk, if the slot's saved manifest is this bundle's)
+//!    are read back from the slot and re-checked; only those that fail are written again;
 //! 5. the other chunks are copied from the active slot when it has them (adaptive update) or
 //!    downloaded, each checked against the manifest before it is written at its offset;
-//! 6. the slot is fsynced, its page cache dropped, and the whole payload read back against every
-//!    chunk hash and the whole-payload hash;
+//! 6. the slot is synced and read back from the device (O_DIRECT, or after dropping its page
+//!    cache) against every chunk hash and the whole-payload hash: progressively, every 16 MiB
+//!    after an `fdatasync` (which also advances the journal), on a thread behind the writes,
+//!    and the last range after the final `fsync`;
 //! 7. the manifest is saved as the slot's (`slot-<NAME>.manifest.json`) and the journal removed.
 
 mod readback;

@@ -1,13 +1,13 @@
 //! Syncing the slot, journaling and reading it back, on a thread of its own so that the device
 //! writes and the read-back overlap with the download and the hashing of later chunks.
 //!
-//! The writer tells this thread how many chunks (a prefix) it has written. The thread then:
+//! The writer tells this thread how many chunks (a prefix) it has written. The thread then
 //! `fdatasync`s the slot, records that prefix in the journal (so a journal never claims an
-//! unsynced chunk), drops the synced range from the page cache, and reads it back from the device,
-//! checking every chunk's hash and feeding the whole-payload hash in order. At the end it
-//! `fsync`s the slot, reads back the last range and compares the whole-payload hash. Every byte
-//! of the payload is thus read back from the device after it was synced, before `install`
-//! returns `Ok`.
+//! unsynced chunk), and reads the synced range back from the device (O_DIRECT, or buffered
+//! reads after `posix_fadvise(DONTNEED)` where O_DIRECT is refused), checking every chunk's hash;
+//! a second thread feeds the whole-payload hash with the blocks in order. At the end it `fsync`s
+//! the slot, reads back the last range and compares the whole-payload hash. Every byte of the
+//! payload is thus read back from the device after it was synced, before `install` returns `Ok`.
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
@@ -33,7 +33,14 @@ pub(crate) struct Context {
     pub payload: Payload,
     pub journal: Journal,
     pub state_dir: PathBuf,
+    /// Read back with O_DIRECT: for a block device. A regular file is read through its dropped
+    /// page cache instead: on a file system, O_DIRECT reads take the inode lock that the writes
+    /// behind them need, which serialises the two.
+    pub direct: bool,
 }
+
+/// Chunks read back per read (1 MiB at 64 KiB chunks).
+const BLOCK_CHUNKS: u64 = 16;
 
 enum Msg {
     /// Chunks `0..k` are written: sync, journal and read them back.
@@ -143,22 +150,64 @@ impl Drop for ReadBack {
     }
 }
 
-fn run(
-    mut ctx: Context,
-    rx: Receiver<Msg>,
+fn run(ctx: Context, rx: Receiver<Msg>, verified: &AtomicU64, synced: &AtomicU64) -> Result<Tail> {
+    // The whole-payload hash runs on a thread of its own, over the blocks read back in order,
+    // while this one reads and checks the next blocks.
+    std::thread::scope(|scope| {
+        let (to_hash, blocks) = mpsc::sync_channel::<Block>(8);
+        let (recycle, spare) = mpsc::channel::<Block>();
+        let hasher = std::thread::Builder::new()
+            .name("install-sha256".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut whole = Sha256::new();
+                for block in blocks {
+                    whole.update(block.data());
+                    let _ = recycle.send(block);
+                }
+                Digest(whole.finalize().into())
+            })
+            .map_err(|e| Error::io("starting the hash thread for", &ctx.device, e))?;
+        let tail = read_back(&ctx, &rx, verified, synced, &to_hash, &spare)?;
+        drop(to_hash);
+        let Some(tail) = tail else {
+            return Ok(Tail::default());
+        };
+        let whole = hasher.join().map_err(|_| Error::InvalidRequest {
+            reason: "the hash thread panicked".to_owned(),
+        })?;
+        if whole != ctx.payload.sha256 {
+            return Err(BundleError::PayloadMismatch {
+                payload: ctx.payload.name.clone(),
+            }
+            .into());
+        }
+        Ok(tail)
+    })
+}
+
+/// The loop of the read-back thread: `Some` after the final read-back (the whole-payload hash
+/// is then complete), `None` after an abort or when the installer went away.
+fn read_back(
+    ctx: &Context,
+    rx: &Receiver<Msg>,
     verified: &AtomicU64,
     synced: &AtomicU64,
-) -> Result<Tail> {
+    to_hash: &mpsc::SyncSender<Block>,
+    spare: &Receiver<Block>,
+) -> Result<Option<Tail>> {
     let n = ctx.payload.chunk_count();
     let cs = u64::from(ctx.payload.chunk_size);
-    let mut buf = vec![0u8; (cs * 16) as usize];
-    let mut whole = Sha256::new();
+    let block_len = (cs * BLOCK_CHUNKS) as usize;
+    let mut journal = ctx.journal.clone();
+    // O_DIRECT reads go to the device without the page cache (and without a copy out of it);
+    // where it is not supported (tmpfs), buffered reads after dropping the cache.
+    let mut direct = open_direct(ctx);
     let mut next = 0u64; // the first chunk not yet read back
     let mut tail = Tail::default();
     loop {
         // Wait for a message, then take every queued one: sync once for all of them.
         let Ok(first) = rx.recv() else {
-            return Ok(tail); // the installer gave up (dropped): nothing to record
+            return Ok(None); // the installer gave up (dropped): nothing to record
         };
         let mut written = 0;
         let mut finish = false;
@@ -171,39 +220,37 @@ fn run(
             }
         }
         if let Some(k) = abort {
-            sync(&ctx, false)?;
-            ctx.journal.chunks_done = k;
-            ctx.journal.store(&ctx.state_dir)?;
-            return Ok(tail);
+            sync(ctx, false)?;
+            journal.chunks_done = k;
+            journal.store(&ctx.state_dir)?;
+            return Ok(None);
         }
         let t = Instant::now();
         if finish {
             written = n;
-            sync(&ctx, true)?;
+            sync(ctx, true)?;
             tail.sync = t.elapsed();
             synced.store(1, Ordering::SeqCst);
         } else {
-            sync(&ctx, false)?;
+            sync(ctx, false)?;
         }
-        ctx.journal.chunks_done = written;
-        ctx.journal.store(&ctx.state_dir)?;
+        journal.chunks_done = written;
+        journal.store(&ctx.state_dir)?;
 
         // Read back chunks next..written from the device, not the page cache.
         let t = Instant::now();
         let start = next * cs;
         let end = ctx.payload.size.min(written * cs);
-        if end > start {
-            drop_cache(&ctx, start, end - start);
+        if end > start && direct.is_none() {
+            drop_cache(ctx, start, end - start);
         }
         while next < written {
-            let count = (written - next).min(16);
+            let count = (written - next).min(BLOCK_CHUNKS);
             let offset = next * cs;
             let len = (ctx.payload.size.min((next + count) * cs) - offset) as usize;
-            let data = &mut buf[..len];
-            ctx.file
-                .read_exact_at(data, offset)
-                .map_err(|e| Error::io("reading back", &ctx.device, e))?;
-            for chunk in data.chunks(cs as usize) {
+            let mut block = spare.try_recv().unwrap_or_else(|_| Block::new(block_len));
+            read_block(ctx, &mut direct, &mut block, offset, len)?;
+            for chunk in block.data().chunks(cs as usize) {
                 if Digest::of(chunk) != ctx.payload.chunks[next as usize] {
                     return Err(Error::ReadBackMismatch {
                         slot: ctx.slot.clone(),
@@ -214,18 +261,16 @@ fn run(
                 }
                 next += 1;
             }
-            whole.update(&*data);
+            if to_hash.send(block).is_err() {
+                return Err(Error::InvalidRequest {
+                    reason: "the hash thread stopped".to_owned(),
+                });
+            }
             verified.store(offset + len as u64, Ordering::SeqCst);
         }
         tail.read_back += t.elapsed();
         if finish {
-            if Digest(whole.finalize().into()) != ctx.payload.sha256 {
-                return Err(BundleError::PayloadMismatch {
-                    payload: ctx.payload.name.clone(),
-                }
-                .into());
-            }
-            return Ok(tail);
+            return Ok(Some(tail));
         }
     }
 }
@@ -237,6 +282,108 @@ fn sync(ctx: &Context, all: bool) -> Result<()> {
         ctx.file.sync_data()
     };
     result.map_err(|e| Error::io("syncing", &ctx.device, e))
+}
+
+/// Alignment of O_DIRECT buffers, offsets and lengths (a page: enough for any logical block).
+const ALIGN: usize = 4096;
+
+/// A read-back buffer, aligned for O_DIRECT.
+struct Block {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Block {
+    fn new(capacity: usize) -> Block {
+        let buf = vec![0u8; capacity + 2 * ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Block { buf, start, len: 0 }
+    }
+
+    /// The bytes read.
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    fn aligned(&self) -> bool {
+        (self.buf.as_ptr() as usize + self.start) % ALIGN == 0
+    }
+}
+
+/// The slot opened for O_DIRECT reads, if [`Context::direct`] asks for them and the file system
+/// supports them.
+fn open_direct(ctx: &Context) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !ctx.direct {
+        return None;
+    }
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(&ctx.device)
+    {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::debug!(device = %ctx.device.display(), error = %e, "no O_DIRECT reads; reading back through the page cache");
+            None
+        }
+    }
+}
+
+/// Reads `len` bytes at `offset` of the slot into `block`: O_DIRECT if possible (falling back
+/// to buffered reads for good if the device refuses it), else buffered after the page cache was
+/// dropped.
+fn read_block(
+    ctx: &Context,
+    direct: &mut Option<File>,
+    block: &mut Block,
+    offset: u64,
+    len: usize,
+) -> Result<()> {
+    block.len = 0;
+    if let Some(file) = direct {
+        let aligned_len = len.div_ceil(ALIGN) * ALIGN;
+        if block.aligned()
+            && offset % ALIGN as u64 == 0
+            && block.start + aligned_len <= block.buf.len()
+        {
+            let space = &mut block.buf[block.start..block.start + aligned_len];
+            let mut got = 0;
+            let result = loop {
+                if got >= len {
+                    break Ok(());
+                }
+                match file.read_at(&mut space[got..], offset + got as u64) {
+                    Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    block.len = len;
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    tracing::debug!(device = %ctx.device.display(), "O_DIRECT reads refused; reading back through the page cache");
+                    *direct = None;
+                    drop_cache(ctx, offset, ctx.payload.size.saturating_sub(offset));
+                }
+                Err(e) => return Err(Error::io("reading back", &ctx.device, e)),
+            }
+        } else {
+            // Not aligned (never with chunk-sized blocks): this block goes through the cache.
+            drop_cache(ctx, offset, len as u64);
+        }
+    }
+    let space = &mut block.buf[block.start..block.start + len];
+    ctx.file
+        .read_exact_at(space, offset)
+        .map_err(|e| Error::io("reading back", &ctx.device, e))?;
+    block.len = len;
+    Ok(())
 }
 
 /// Drops `len` bytes at `offset` of the slot from the page cache (they are synced), so that the

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use keywarden_bundle::{Digest, Manifest, Payload};
 
-/// Where an [`ActiveIndex`] came from.
+/// Where the index of the active slot's chunks (for adaptive reuse) came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexSource {
     /// No active slot was given, or nothing in it could be used.

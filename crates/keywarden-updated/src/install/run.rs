@@ -273,8 +273,25 @@ fn check_bundle(
     Ok(0)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: read back regular files with O_DIRECT too (where the file system allows it).
+    pub(super) static FORCE_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether to read the slot back with O_DIRECT: a block device.
+fn direct_reads(file: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    #[cfg(test)]
+    if FORCE_DIRECT.with(|f| f.get()) {
+        return true;
+    }
+    file.metadata()
+        .is_ok_and(|m| m.file_type().is_block_device())
+}
+
 /// Free space in the state directory.
-fn check_space(dir: &Path, needed: u64) -> Result<()> {
+pub(super) fn check_space(dir: &Path, needed: u64) -> Result<()> {
     let stat = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| Error::io("checking free space of", dir, io::Error::from(e)))?;
     #[allow(clippy::useless_conversion)] // the widths differ between targets
@@ -426,10 +443,38 @@ impl Run<'_> {
         let n = self.payload.chunk_count();
         let cs = self.chunk_size();
 
+        // The device itself must hold the payload (whatever the request says), checked on a
+        // read-only handle: a refused bundle never has the slot opened for writing. A regular
+        // file (tests) grows as it is written; a device does not.
+        {
+            let mut probe = File::open(&req.target.device)
+                .map_err(|e| Error::io("opening", &req.target.device, e))?;
+            let device_len = probe
+                .seek(SeekFrom::End(0))
+                .map_err(|e| Error::io("measuring", &req.target.device, e))?;
+            let is_file = probe
+                .metadata()
+                .map_err(|e| Error::io("measuring", &req.target.device, e))?
+                .is_file();
+            if !is_file && device_len < self.payload.size {
+                return Err(Error::PayloadTooLarge {
+                    payload: self.payload.name.clone(),
+                    size: self.payload.size,
+                    slot: req.target.name.clone(),
+                    device: req.target.device.clone(),
+                    slot_size: device_len,
+                });
+            }
+        }
+        // The same bundle already installed in the slot (an activation that failed, a retry):
+        // every chunk is claimed, and re-checked like a journal's.
+        let already = fs::read(state::slot_manifest_path(&req.state_dir, &req.target.name))
+            .is_ok_and(|bytes| Digest::of(&bytes).to_hex() == self.journal.bundle);
         // The slot's saved manifest no longer describes it once it is written to.
         state::forget_slot_manifest(&req.state_dir, &req.target.name)?;
         let previous = Journal::load(&req.state_dir);
         let claimed = match previous {
+            _ if already => n,
             Some(j)
                 if j.bundle == self.journal.bundle
                     && j.slot == self.journal.slot
@@ -450,23 +495,6 @@ impl Run<'_> {
             .write(true)
             .open(&req.target.device)
             .map_err(|e| Error::io("opening", &req.target.device, e))?;
-        let device_len = (&target)
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("measuring", &req.target.device, e))?;
-        // A regular file grows as it is written; a device does not.
-        let is_file = target
-            .metadata()
-            .map_err(|e| Error::io("measuring", &req.target.device, e))?
-            .is_file();
-        if !is_file && device_len < self.payload.size {
-            return Err(Error::PayloadTooLarge {
-                payload: self.payload.name.clone(),
-                size: self.payload.size,
-                slot: req.target.name.clone(),
-                device: req.target.device.clone(),
-                slot_size: device_len,
-            });
-        }
         self.target = Some(target);
         if claimed == 0 {
             self.journal.chunks_done = 0;
@@ -537,6 +565,7 @@ impl Run<'_> {
             payload: self.payload.clone(),
             journal: self.journal.clone(),
             state_dir: req.state_dir.clone(),
+            direct: direct_reads(self.target()?),
         })?;
         self.send(Phase::Writing, self.counters.resumed, size);
         let mut since_sync = 0u64;

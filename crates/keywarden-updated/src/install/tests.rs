@@ -914,3 +914,183 @@ fn the_journal_advances_behind_the_writes_and_never_ahead() {
     assert!(best > 0, "the journal advanced while writing");
     assert_installed(&fx, &target, &payload, "1.1.0");
 }
+
+#[test]
+fn installing_the_same_bundle_again_only_rechecks_the_slot() {
+    let fx = Fx::new();
+    let payload = random_bytes(20 * CS + 5, 25);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = fx.slot("B", 21 * CS, &[]);
+    run(fx.request(&target, 21 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    let mut source = TestSource::new(&bundle);
+    let report = run(fx.request(&target, 21 * CS), &mut source).0.unwrap();
+    assert_eq!(report.resumed, payload.len() as u64);
+    assert_eq!(report.downloaded, 0);
+    assert_eq!(source.served(), report.fetched);
+    assert!(
+        report.fetched < 3 * 4096,
+        "only the header and manifest: {}",
+        report.fetched
+    );
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // A slot changed since (chunk 3): that chunk is downloaded again.
+    use std::os::unix::fs::FileExt as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&target.device)
+        .unwrap()
+        .write_all_at(b"changed", 3 * CS as u64)
+        .unwrap();
+    let report = run(fx.request(&target, 21 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_eq!(report.downloaded, CS as u64);
+    assert_installed(&fx, &target, &payload, "1.1.0");
+}
+
+#[test]
+fn the_checks_come_in_order() {
+    let fx = Fx::new();
+    let payload = random_bytes(5 * CS, 26);
+    let target = fx.slot("B", 4 * CS, &[]);
+    let request = |allow_test_keys| {
+        let mut req = fx.request(&target, 4 * CS);
+        req.installed_version = v("2.0.0");
+        req.allow_test_keys = allow_test_keys;
+        req
+    };
+    // Everything wrong: an untrusted signer is found first.
+    let bundle = fx.bundle_with("a.kwb", &payload, "1.0.0", "rpi4", &other_key());
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(
+        result,
+        Err(Error::Bundle(BundleError::UnknownSigner { .. }))
+    ));
+    // Signed with the test-only key: refused for that first where it is not allowed, then the
+    // board, the version, the size.
+    let bundle = fx.bundle_with("b.kwb", &payload, "1.0.0", "rpi4", &test_key());
+    let (result, _) = run(request(false), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::TestKeyRefused { .. })));
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::WrongBoard { .. })));
+    let bundle = fx.bundle("c.kwb", &payload, "1.0.0");
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::NotNewer { .. })));
+    let bundle = fx.bundle("d.kwb", &payload, "2.0.1");
+    let (result, _) = run(request(true), &mut file_source(&bundle));
+    assert!(matches!(result, Err(Error::PayloadTooLarge { .. })));
+}
+
+#[test]
+fn the_state_directory_must_have_room() {
+    let fx = Fx::new();
+    super::run::check_space(&fx.state(), 4096).unwrap();
+    let error = super::run::check_space(&fx.state(), u64::MAX / 2).unwrap_err();
+    assert!(
+        matches!(&error, Error::NoSpace { path, needed, available } if *path == fx.state() && *needed == u64::MAX / 2 && *available < *needed),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_read_back_works_with_o_direct_as_on_a_block_device() {
+    // Block devices are read back with O_DIRECT (regular files through the dropped page
+    // cache); force it here on a file (or its fallback where the file system refuses it).
+    super::run::FORCE_DIRECT.with(|f| f.set(true));
+    let fx = Fx::new();
+    let payload = random_bytes(30 * CS + 4097, 27);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = fx.slot("B", 31 * CS, &[]);
+    run(fx.request(&target, 31 * CS), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // And a device that returns other data is caught, in the short last chunk too.
+    let target = fx.slot("C", 31 * CS, &[]);
+    let device = target.device.clone();
+    let mut progress = |p: &Progress| {
+        if p.phase == Phase::Writing && p.done == p.total {
+            use std::os::unix::fs::FileExt as _;
+            let f = fs::OpenOptions::new().write(true).open(&device).unwrap();
+            f.write_all_at(&[0xEE; 3], 30 * CS as u64 + 4000).unwrap();
+        }
+    };
+    let result = install(
+        fx.request(&target, 31 * CS),
+        &mut file_source(&bundle),
+        &mut progress,
+        &AtomicBool::new(false),
+    );
+    super::run::FORCE_DIRECT.with(|f| f.set(false));
+    assert!(
+        matches!(&result, Err(Error::ReadBackMismatch { index: 30, .. })),
+        "{result:?}"
+    );
+}
+
+/// On a real block device (a loop device, as root): `KW_TEST_BLOCK_DEVICE=/dev/loopN cargo test
+/// -p keywarden-updated -- --ignored block_device`. The device is overwritten.
+#[test]
+#[ignore = "needs a scratch block device in KW_TEST_BLOCK_DEVICE"]
+fn installs_into_a_block_device() {
+    let Some(device) = std::env::var_os("KW_TEST_BLOCK_DEVICE") else {
+        return;
+    };
+    let fx = Fx::new();
+    let device = PathBuf::from(device);
+    let size = {
+        use std::io::Seek as _;
+        fs::File::open(&device)
+            .unwrap()
+            .seek(io::SeekFrom::End(0))
+            .unwrap() as usize
+    };
+    let payload = random_bytes(size / 2 + 1000, 28);
+    let bundle = fx.bundle("b.kwb", &payload, "1.1.0");
+    let target = SlotDevice {
+        name: "B".into(),
+        device: device.clone(),
+    };
+    let report = run(fx.request(&target, size), &mut file_source(&bundle))
+        .0
+        .unwrap();
+    assert_eq!(report.downloaded, payload.len() as u64);
+    assert_installed(&fx, &target, &payload, "1.1.0");
+    // Too large for the device itself, whatever the request says.
+    let big = fx.bundle("big.kwb", &random_bytes(size + CS, 29), "1.2.0");
+    let (result, _) = run(fx.request(&target, 2 * size), &mut file_source(&big));
+    assert!(
+        matches!(result, Err(Error::PayloadTooLarge { slot_size, .. }) if slot_size == size as u64)
+    );
+}
+
+#[test]
+fn small_gaps_are_read_through_and_large_ones_reopen_the_source() {
+    let fx = Fx::new();
+    let old = random_bytes(40 * CS, 30);
+    let mut new = old.clone();
+    for chunk in [5, 7, 30] {
+        new[chunk * CS + 100] ^= 0xFF;
+    }
+    let active = fx.slot("A", 40 * CS, &old);
+    let target = fx.slot("B", 40 * CS, &[]);
+    let bundle = fx.bundle("b.kwb", &new, "1.1.0");
+    let head = fs::metadata(&bundle).unwrap().len() - new.len() as u64;
+    let mut req = fx.request(&target, 40 * CS);
+    req.active = Some(active);
+    let mut source = TestSource::new(&bundle);
+    let report = run(req, &mut source).0.unwrap();
+    assert_installed(&fx, &target, &new, "1.1.0");
+    assert_eq!(report.downloaded, 3 * CS as u64);
+    // Chunks 0-4 (5 chunks, more than the 256 KiB gap) and 8-29: reopened; chunk 6 (one
+    // chunk) read through and discarded.
+    assert_eq!(report.source_opens, 2);
+    assert_eq!(
+        source.opens, 3,
+        "the header's stream and the two reopenings"
+    );
+    assert_eq!(report.fetched, head + 4 * CS as u64);
+    assert_eq!(source.served(), report.fetched);
+}
