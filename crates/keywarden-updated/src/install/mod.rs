@@ -24,7 +24,6 @@ mod readback;
 mod reuse;
 mod run;
 // `BundleSource::len` is the source's length, not a collection's: no `is_empty`.
-#[allow(clippy::len_without_is_empty)]
 mod source;
 mod state;
 #[cfg(test)]
