@@ -23,7 +23,6 @@
 mod readback;
 mod reuse;
 mod run;
-// `BundleSource::len` is the source's length, not a collection's: no `is_empty`.
 mod source;
 mod state;
 #[cfg(test)]
