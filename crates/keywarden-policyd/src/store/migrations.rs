@@ -296,9 +296,11 @@ fn readable_by(conn: &Connection, path: &Path) -> Result<Option<u32>> {
         return Ok(None);
     }
     let value: Option<i64> = conn
-        .query_row("SELECT readable_by FROM schema_compat WHERE id = 1", [], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT readable_by FROM schema_compat WHERE id = 1",
+            [],
+            |row| row.get(0),
+        )
         .map(Some)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
