@@ -171,7 +171,8 @@ impl Vm {
 
     /// Runs `command` and parses its standard output as JSON.
     fn json(&mut self, command: &str) -> Result<(i32, serde_json::Value)> {
-        let (rc, out) = self.run(command)?;
+        // Standard output only: the CLI prints its errors on standard error.
+        let (rc, out) = self.run(&format!("{command} 2>/dev/null"))?;
         let value = serde_json::from_str(&out).unwrap_or_else(|_| serde_json::json!({"raw": out}));
         Ok((rc, value))
     }
@@ -181,6 +182,15 @@ impl Vm {
         self.run("systemctl is-system-running --wait >/dev/null 2>&1; true")?;
         let (_, status) = self.json("keywarden --json update status")?;
         Ok(status)
+    }
+
+    /// Reboots the guest (the agent dies with it, so no answer is awaited) and waits for QEMU to
+    /// end (`-no-reboot`).
+    fn reboot(mut self, timeout: Duration) -> bool {
+        use base64::Engine as _;
+        let command = base64::engine::general_purpose::STANDARD.encode("systemctl reboot");
+        let _ = writeln!(self.agent.get_mut(), "{command}");
+        self.wait_exit(timeout)
     }
 
     /// Cuts the power: no shutdown, no sync.
@@ -278,7 +288,8 @@ fn release(src: &Path, version: &str, out: &Path) -> Result<PathBuf> {
     let bundle = out.join(format!("keywarden-{version}-keywarden-qemu-x86_64.kwb"));
     let source = super::source_id(src);
     let built = fs::read_to_string(out.join("work/source")).unwrap_or_default();
-    if built.trim() != source || !bundle.is_file() {
+    // A dirty tree's id does not change with its edits: always rebuild it.
+    if built.trim() != source || source.ends_with("-dirty") || !bundle.is_file() {
         super::build(
             src,
             &ImageArgs {
@@ -504,7 +515,7 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     let (rc, out) = vm.run("keywarden update check")?;
     check(
         "expired repository metadata refused".into(),
-        rc != 0 && out.contains("expired"),
+        rc != 0 && out.contains("(metadata-expired)"),
         out.trim().to_owned(),
     );
     let (rc, result) = vm.json("keywarden --json update install")?;
@@ -545,8 +556,7 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
             && slot_committed(&status, "A"),
         summary(&status),
     );
-    vm.run("systemctl reboot")?;
-    let exited = vm.wait_exit(Duration::from_secs(120));
+    let exited = vm.reboot(Duration::from_secs(120));
     check("the guest reboots".into(), exited, String::new());
 
     // Boot 2: slot B on trial, committed by its health check.
@@ -580,8 +590,7 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
         if during_boot {
             let (rc, _) = vm.run("keywarden update install")?;
             if rc == 0 {
-                vm.run("systemctl reboot")?;
-                vm.wait_exit(Duration::from_secs(120));
+                vm.reboot(Duration::from_secs(120));
                 let vm2 = Vm::start(&disk, &vars, &dir, &format!("cut-{cut}"), args.verbose)?;
                 std::thread::sleep(Duration::from_millis(rng.below(25_000)));
                 vm2.power_cut();
@@ -643,12 +652,11 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
             format!("the install of {after} interrupted by the cuts completes"),
             rc == 0 && result["ok"] == true,
             format!(
-                "{} bytes downloaded, {} reused or resumed",
-                result["downloaded"], result["reused"]
+                "{} bytes downloaded, {} reused or resumed; {} {}",
+                result["downloaded"], result["reused"], result["code"], result["message"]
             ),
         );
-        vm.run("systemctl reboot")?;
-        vm.wait_exit(Duration::from_secs(120));
+        vm.reboot(Duration::from_secs(120));
         vm = Vm::start(&disk, &vars, &dir, "final", args.verbose)?;
         vm.wait_ready(boot_timeout)?;
     }
