@@ -15,19 +15,20 @@
 //! `load_env` fails and `grub.cfg`'s defaults apply: slot A, committed); the first write creates
 //! it.
 //!
-//! # Writing: a new file renamed over the old one
+//! # Writing: in place, as GRUB's own `save_env` does
 //!
-//! The block is written to a temporary file in the same directory, fsynced, renamed over
-//! `grubenv`, and the directory fsynced. On the ESP (FAT) the rename that replaces an existing
-//! file rewrites that file's 32-byte directory entry (start cluster and size) in place: one
-//! sector, so after a power cut the entry names either the old block or the new one, each
-//! complete. Writing the 1024 bytes in place instead would span two or more 512-byte sectors and
-//! could leave half an old and half a new block — a torn block GRUB would parse into nonsense.
-//! A crash between the rename and the removal of the temporary name can leave a second directory
-//! entry pointing at the same clusters (fsck.vfat repairs it; GRUB does not care). GRUB's own
-//! `save_env` needs no particular placement: it looks the file's sectors up through the file
-//! system on every boot and writes them in place, so the new file's clusters serve as well as the
-//! old ones (it only requires that the size stays 1024, which it does).
+//! An existing 1024-byte block is overwritten in place (same file, same clusters, no directory
+//! change) and fsynced. Only a missing file (a factory image without one) is created, through a
+//! temporary file renamed into place.
+//!
+//! Replacing the file by rename was tried first and failed the VM power-cut test: on the FAT ESP
+//! Linux's vfat driver does not order the new directory entry after the new file's clusters and
+//! FAT chain, and a cut during an update left an entry pointing at cluster 0. GRUB's `load_env`
+//! then failed ("invalid cluster 0"), the boot script fell back to its defaults (slot A), and
+//! slot A was the half-written one. In place there is no file-system metadata to tear. The
+//! variables occupy the first 512-byte sector (header and five short variables, well under 512
+//! bytes); the second sector is padding that never changes, so a write changes one sector,
+//! which the disk writes whole. [`Error::BootEnvTooLarge`] still bounds the block at 1024 bytes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -95,7 +96,10 @@ impl EnvStore for GrubStore {
 
     fn store(&mut self, vars: &EnvVars) -> Result<()> {
         let block = serialize(vars, &self.path)?;
-        write_replace(&self.path, &block)
+        match fs::metadata(&self.path) {
+            Ok(meta) if meta.len() == BLOCK_SIZE as u64 => write_in_place(&self.path, &block),
+            _ => write_replace(&self.path, &block),
+        }
     }
 }
 
@@ -231,7 +235,18 @@ pub(crate) fn serialize(vars: &EnvVars, path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Replace `path` with `bytes`: temporary file in the same directory, fsync, rename, fsync the
+/// Overwrite the existing block `path` with `bytes` (same length) and fsync it.
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("writing", path, e))?;
+    f.sync_all().map_err(|e| Error::io("syncing", path, e))
+}
+
+/// Create `path` with `bytes` (first write only): temporary file in the same directory, fsync, rename, fsync the
 /// directory (see the module documentation for why).
 fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {

@@ -341,22 +341,29 @@ fn grub_missing_file_is_defaults_and_first_write_creates_it() {
 }
 
 #[test]
-fn grub_write_replaces_the_file_and_ignores_a_stale_temporary() {
+fn grub_creates_the_block_once_then_writes_it_in_place() {
     let dir = TempDir::new().unwrap();
     let (path, mut sel) = grub_selector(dir.path());
-    // A crash after the temporary file was written but before the rename: garbage left behind.
+    // A crash while the first block was being created: a temporary file left behind.
     let tmp = dir.path().join(".grubenv.new");
     fs::write(&tmp, b"half a block").unwrap();
     sel.activate(Slot::B).unwrap();
     let ino = fs::metadata(&path).unwrap().ino();
     assert!(!tmp.exists(), "the temporary file was renamed into place");
+    // From then on: the same file, overwritten in place (no FAT metadata to tear; see the
+    // module documentation), and only the first sector holds variables.
     sel.mark_good(Slot::B).unwrap();
-    assert_ne!(
+    assert_eq!(
         fs::metadata(&path).unwrap().ino(),
         ino,
-        "a new file, not an in-place write"
+        "an in-place write, not a new file"
     );
     assert!(sel.status().unwrap().b.is_committed());
+    let block = fs::read(&path).unwrap();
+    assert!(
+        block[512..].iter().all(|&b| b == b'#'),
+        "variables past the first sector"
+    );
     let names: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
