@@ -43,7 +43,9 @@ pub use manifest::{
     chunk_count, Digest, Header, Manifest, Payload, VerifiedManifest, CHUNK_SIZE, FORMAT_VERSION,
     HEADER_LEN, MAGIC, MAX_CHUNK_SIZE, MAX_MANIFEST_LEN, MAX_PAYLOADS, MIN_CHUNK_SIZE,
 };
-pub use read::{inspect_file, read_unverified, verify_file, BundleReader, Chunk, Unverified};
+pub use read::{
+    inspect_file, read_unverified, read_up_to, verify_file, BundleReader, Chunk, Unverified,
+};
 pub use version::{PreId, Version};
 
 /// The signing key type (re-exported from `ed25519-dalek`).

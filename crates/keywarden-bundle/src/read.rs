@@ -73,8 +73,9 @@ fn read_head(reader: &mut impl Read) -> Result<(Header, Vec<u8>)> {
     Ok((header, manifest))
 }
 
-/// Fills as much of `buf` as the stream has; fewer bytes only at its end.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills as much of `buf` as the stream has; fewer bytes only at its end (retrying
+/// interrupted reads). Public for installers that read a bundle's header from their own streams.
+pub fn read_up_to<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use keywarden_bundle::{
-    keys, Digest, Error as BundleError, Header, Payload, VerifiedManifest, HEADER_LEN, MAGIC,
+    keys, read_up_to, Digest, Error as BundleError, Header, Payload, VerifiedManifest, HEADER_LEN,
+    MAGIC,
 };
 
 use super::readback::{self, ReadBack};
@@ -305,20 +306,6 @@ pub(super) fn check_space(dir: &Path, needed: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Fills as much of `buf` as the stream has; fewer bytes only at its end.
-pub(crate) fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Sends progress on phase changes and at most every ~1% of a phase.
