@@ -23,6 +23,8 @@ packages=(
     # keywarden-updated's boot backends, checked against the real tools: grub-editenv, fw_printenv
     # and fw_setenv, mkenvimage, and image/uboot/boot.cmd run in Debian's U-Boot under QEMU
     grub-common libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm
+    # diagnostic bundles: journalctl, and systemd-journal-remote to write the test's journal files
+    systemd systemd-journal-remote
 )
 missing=()
 for p in "${packages[@]}"; do

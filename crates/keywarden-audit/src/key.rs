@@ -151,6 +151,32 @@ impl DeviceKey {
         hex::encode(self.verifying_key().as_bytes())
     }
 
+    /// Signs `message` under a domain `tag` (the signed bytes are `tag` then `message`), for
+    /// other statements the device makes with the same key (diagnostic bundles). Each kind of
+    /// statement has its own tag, so no signature can be replayed as another kind; the tags in
+    /// use end with a NUL byte, like [`Checkpoint::message`]'s.
+    pub fn sign_tagged(&self, tag: &[u8], message: &[u8]) -> [u8; 64] {
+        let mut signed = Vec::with_capacity(tag.len() + message.len());
+        signed.extend_from_slice(tag);
+        signed.extend_from_slice(message);
+        self.signing.sign(&signed).to_bytes()
+    }
+
+    /// A 32-byte secret derived from the key for `label` (HMAC-SHA256 keyed with the key's
+    /// secret): stable for the life of the device identity, useless for signing, and revealing
+    /// nothing about the key. Used for the diagnostic bundles' stable pseudonyms.
+    pub fn derive_secret(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        use hmac::Mac as _;
+        let mut out = Zeroizing::new([0u8; 32]);
+        // HMAC accepts keys of any length, so this cannot fail.
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.signing.as_bytes()) {
+            mac.update(b"keywarden-derive-v1\0");
+            mac.update(label);
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
+    }
+
     /// Signs "the chain at `seq` hashes to `hash`" at time `at_ms`.
     pub fn sign_checkpoint(&self, seq: u64, hash: &Digest, at_ms: i64) -> Checkpoint {
         let signature = self.signing.sign(&Checkpoint::message(seq, hash, at_ms));

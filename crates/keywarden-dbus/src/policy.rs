@@ -91,6 +91,13 @@ pub mod options {
 
     /// Keys `Report` accepts.
     pub const REPORT: &[&str] = &[FROM, TO, KEY, USER, REASON, FORMAT, LIMIT];
+
+    /// `x`: `DiagnosticBundle`: journal from this time (Unix seconds; default 72 hours ago).
+    pub const SINCE: &str = "since";
+    /// `b`: `DiagnosticBundle`: run hwd's non-actuating self-test (default true).
+    pub const SELF_TEST: &str = "self-test";
+    /// Keys `DiagnosticBundle` accepts.
+    pub const DIAGNOSTIC_BUNDLE: &[&str] = &[SINCE, SELF_TEST];
 }
 
 /// Prefix of a permission subject naming a user: `user:NAME`.
@@ -674,6 +681,11 @@ pub trait Policy1 {
 
     /// See the interface XML.
     fn report(&self, kind: &str, fd: Fd<'_>, options: &Options<'_>) -> zbus::Result<u64>;
+
+    // Support.
+
+    /// See the interface XML.
+    fn diagnostic_bundle(&self, fd: Fd<'_>, options: &Options<'_>) -> zbus::Result<(u64, String)>;
 
     // Signals.
 

@@ -7,7 +7,7 @@
 //! - **storage faults**: the database file, the disk, a key file or the OS failed (`Open`,
 //!   `Corrupt`, `NotOurDatabase`, `SchemaTooNew`, `Migration`, `JournalMode`, `Sqlite`,
 //!   `StorageFull`, `DatabaseBusy`, `BadRecord`, `Io`, `BadgeKeySize`, `BadgeKeyMode`, `Key`, `Random`,
-//!   `PinHash`, `Export`, `Report`). A failed write left nothing behind (every write is one transaction).
+//!   `PinHash`, `Export`, `Report`, `Diag`). A failed write left nothing behind (every write is one transaction).
 //! - **audit verification** (`AuditVerify`): the stored chain does not verify.
 //! - **configuration, bus and driver** (`Config`, `Bus`, `Notify`, `OutOfService`).
 //! - **offsite copy** (`OffsiteCredentials`, `OffsiteDelivery`): logged by the shipper, which
@@ -208,6 +208,9 @@ pub enum Error {
     /// Writing a report failed (the reader went away, the disk is full).
     #[error("writing the report: {0}")]
     Report(#[source] std::io::Error),
+    /// Building or writing a diagnostic bundle failed.
+    #[error("diagnostic bundle: {0}")]
+    Diag(#[from] keywarden_diag::Error),
 
     // ---- audit verification -----------------------------------------------------------------
     /// The stored audit chain does not verify.

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod diag;
 pub mod error;
 pub mod logging;
 pub mod model;

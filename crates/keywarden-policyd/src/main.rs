@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use keywarden_policyd::daemon::{run, Options};
+use keywarden_policyd::diag::{DiagPaths, JournalSource};
 
 /// Keywarden policy and audit service.
 #[derive(Parser)]
@@ -38,11 +39,42 @@ struct Args {
     /// Log to journald instead of standard error.
     #[arg(long)]
     journald: bool,
+    /// Diagnostic bundles: journal files in this directory instead of the system journal.
+    #[arg(long, hide = true)]
+    diag_journal_directory: Option<PathBuf>,
+    /// Diagnostic bundles: os-release file.
+    #[arg(long, hide = true)]
+    diag_os_release: Option<PathBuf>,
+    /// Diagnostic bundles: board file.
+    #[arg(long, hide = true)]
+    diag_board: Option<PathBuf>,
+    /// Diagnostic bundles: the updater's configuration file.
+    #[arg(long, hide = true)]
+    diag_update_config: Option<PathBuf>,
+    /// Diagnostic bundles: the last burn-in report.
+    #[arg(long, hide = true)]
+    diag_selftest_report: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
     keywarden_policyd::logging::init(a.journald);
+    let mut diag = DiagPaths::appliance(&a.database, &a.device_key, &a.config);
+    if let Some(dir) = a.diag_journal_directory {
+        diag.journal = JournalSource::Directory(dir);
+    }
+    if let Some(path) = a.diag_os_release {
+        diag.os_release = path;
+    }
+    if let Some(path) = a.diag_selftest_report {
+        diag.selftest_report = path;
+    }
+    for (name, path) in [("board", a.diag_board), ("update", a.diag_update_config)] {
+        if let (Some(path), Some(entry)) = (path, diag.configs.iter_mut().find(|(n, _)| n == name))
+        {
+            entry.1 = path;
+        }
+    }
     let options = Options {
         database: a.database,
         device_key: a.device_key,
@@ -51,6 +83,7 @@ fn main() -> std::process::ExitCode {
         bus_address: a.bus_address,
         admin_groups: a.admin_groups,
         console_groups: a.console_groups,
+        diag: Some(diag),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

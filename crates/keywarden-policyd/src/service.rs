@@ -270,6 +270,7 @@ pub struct PolicyService {
     access: Access,
     hardware: Hardware1Proxy<'static>,
     reports: Option<ReportSource>,
+    diag: crate::diag::DiagSource,
 }
 
 macro_rules! expect_reply {
@@ -292,6 +293,7 @@ impl PolicyService {
         access: Access,
         hardware: Hardware1Proxy<'static>,
         reports: Option<ReportSource>,
+        diag: crate::diag::DiagSource,
     ) -> Self {
         PolicyService {
             calls,
@@ -299,6 +301,7 @@ impl PolicyService {
             access,
             hardware,
             reports,
+            diag,
         }
     }
 
@@ -1107,6 +1110,52 @@ impl PolicyService {
         // The report's "now" (overdue flags); the query itself never reads a clock.
         let now_ms = crate::daemon::clock::now_ms();
         reports.run(query, file, now_ms).await
+    }
+
+    // ---- support ----
+
+    #[zbus(out_args("size", "manifest"))]
+    async fn diagnostic_bundle(
+        &self,
+        fd: Fd<'_>,
+        options: Options,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(u64, String), PolicyError> {
+        let actor = self
+            .access
+            .check(conn, &header, "DiagnosticBundle", Audience::Admin)
+            .await?;
+        let now = crate::daemon::clock::now_ms().div_euclid(1000);
+        let request = wire::diag_request(&options, now)?;
+        let file = fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| PolicyError::InvalidArgument(format!("unusable file descriptor: {e}")))?;
+        tracing::info!(actor = %actor.audit_name(), "diagnostic bundle");
+        // The chain's verdict comes from the driver's own store (it signs its head first, as
+        // VerifyAudit does); out of service, the reason is the verdict.
+        let audit = match self.call(Request::Verify).await {
+            Ok(Reply::Audit(r)) => Ok((r.entries, r.checkpoints, r.head)),
+            Ok(other) => Err(format!("internal: unexpected reply {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let facts = crate::diag::Facts {
+            status: self.view().status.clone(),
+            audit,
+        };
+        match self.diag.write(conn, facts, request, file).await {
+            Ok(Some(summary)) => {
+                let manifest = serde_json::to_string(&summary.manifest)
+                    .map_err(|e| PolicyError::Storage(format!("manifest: {e}")))?;
+                Ok((summary.compressed_bytes, manifest))
+            }
+            Ok(None) => Err(PolicyError::Conflict(
+                "a diagnostic bundle is being built; try again when it is done".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     // ---- signals ----

@@ -425,6 +425,22 @@ impl<T> TapSort<T> for Vec<T> {
     }
 }
 
+/// `DiagnosticBundle`'s options at `now` (Unix seconds).
+pub fn diag_request(opts: &Options, now: i64) -> Result<crate::diag::Request, PolicyError> {
+    refuse_unknown(opts, options::DIAGNOSTIC_BUNDLE)?;
+    let since = get::<i64>(opts, options::SINCE)?.unwrap_or(now - 72 * 3600);
+    if since > now {
+        return Err(invalid(format!(
+            "option \"since\" ({since}) is in the future"
+        )));
+    }
+    Ok(crate::diag::Request {
+        since,
+        self_test: get::<bool>(opts, options::SELF_TEST)?.unwrap_or(true),
+        now,
+    })
+}
+
 /// `Report`'s kind and options into a report query. Times on the wire are Unix seconds.
 pub fn report_query(kind: &str, opts: &Options) -> Result<crate::reports::Query, PolicyError> {
     use crate::reports::{Format, Query, ReportKind};

@@ -405,6 +405,7 @@ async fn an_alarm_reaches_email_and_webhook() {
         bus_address: None,
         admin_groups: vec![],
         console_groups: vec![],
+        diag: None,
     };
     let (head_tx, head_rx) = tokio::sync::watch::channel(store.audit_head().0);
     let task = notify::spawn(config, &options, jiff::tz::TimeZone::UTC, head_rx);

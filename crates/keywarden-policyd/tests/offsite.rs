@@ -308,6 +308,7 @@ impl Cabinet {
             bus_address: None,
             admin_groups: Vec::new(),
             console_groups: Vec::new(),
+            diag: None,
         };
         offsite::spawn(
             config.offsite.expect("[offsite]"),

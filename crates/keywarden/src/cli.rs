@@ -5,6 +5,7 @@ use zbus::Connection;
 
 use crate::bundle::{self, Bundle};
 use crate::collector::{self, Collector};
+use crate::diag::{self, Diag};
 use crate::error::Error;
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
@@ -94,6 +95,9 @@ pub enum Top {
     /// The OTA updater: check, install, status, mark-good, mark-bad, cancel.
     #[command(subcommand)]
     Update(Update),
+    /// Diagnostic bundles for support: build one on the cabinet, verify one anywhere.
+    #[command(subcommand)]
+    Diag(Diag),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -126,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }) => return audit::verify_collector(out, file, key.as_deref()),
         Top::Collector(cmd) => return collector::run(out, cmd),
         Top::Bundle(cmd) => return bundle::run(out, cmd),
+        Top::Diag(cmd @ Diag::Verify { .. }) => return diag::verify(out, cmd),
         _ => {}
     }
     let conn = connect(cli.bus_address.as_deref()).await?;
@@ -149,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Collector(cmd) => collector::run(out, &cmd),
         Top::Bundle(cmd) => bundle::run(out, &cmd),
         Top::Update(cmd) => update::update(&conn, out, cmd).await,
+        Top::Diag(cmd) => diag::bundle(&ctx().await?, cmd).await,
     }
 }
 

@@ -70,6 +70,14 @@ pub enum Error {
         /// What went wrong.
         source: keywarden_bundle::Error,
     },
+    /// `diag verify`: the bundle does not verify; `diag bundle`: it could not be written.
+    #[error("{what}: {source}")]
+    Diag {
+        /// The command and file.
+        what: String,
+        /// What is wrong.
+        source: keywarden_diag::Error,
+    },
     /// `collector check`: cabinets silent for longer than the limit (or none found).
     #[error("{0}")]
     Silent(String),
@@ -166,6 +174,7 @@ impl Error {
             },
             Error::Io { .. }
             | Error::Verify { .. }
+            | Error::Diag { .. }
             | Error::Silent(_)
             | Error::Json(_)
             | Error::Update { .. } => exit::FAILED,

@@ -4,6 +4,7 @@
 mod bundle;
 mod cli;
 mod collector;
+mod diag;
 mod error;
 mod hw;
 mod output;

@@ -55,7 +55,7 @@ impl Output {
     }
 }
 
-fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -370,6 +370,25 @@ impl Fake {
         Ok(1)
     }
 
+    #[zbus(out_args("size", "manifest"))]
+    async fn diagnostic_bundle(
+        &self,
+        fd: OwnedFd,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<(u64, String), PolicyError> {
+        let fd: std::os::fd::OwnedFd = fd.into();
+        let mut file = std::fs::File::from(fd);
+        write!(file, "bundle").map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let mut seen = self
+            .0
+            .lock()
+            .map_err(|_| PolicyError::Storage("poisoned".into()))?;
+        seen.calls.push("DiagnosticBundle".into());
+        seen.options = options;
+        let manifest = r#"{"format":1,"created":"2026-12-01T08:00:00Z","created_unix":1796112000,"device_key":"ab","serial":null,"files":[{"name":"summary.json","size":2,"sha256":"00","truncated":false}]}"#;
+        Ok((6, manifest.into()))
+    }
+
     #[zbus(signal)]
     async fn denied(emitter: &SignalEmitter<'_>, reason: &str, message: &str) -> zbus::Result<()>;
     #[zbus(signal)]
@@ -770,6 +789,40 @@ fn audit_export_passes_a_new_0640_file() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn diag_bundle_passes_a_new_file_and_typed_options() {
+    let bus = start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.kwdiag");
+    let path = file.to_str().unwrap();
+    let o = bus.cli(&[
+        "diag",
+        "bundle",
+        "-o",
+        path,
+        "--since",
+        "2026-12-01T08:00:00Z",
+        "--no-self-test",
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("1 files"), "{}", stdout(&o));
+    // What the service wrote is in the file, under its name; no temporary file is left.
+    assert_eq!(std::fs::read(&file).unwrap(), b"bundle");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    {
+        let seen = bus.seen.lock().unwrap();
+        assert_eq!(seen.calls, ["DiagnosticBundle"]);
+        let get = |k: &str| seen.options.get(k).map(|v| format!("{:?}", **v));
+        assert_eq!(get("since").as_deref(), Some("I64(1796112000)"));
+        assert_eq!(get("self-test").as_deref(), Some("Bool(false)"));
+        assert_eq!(seen.options.len(), 2);
+    }
+    // An existing file is refused before the service is asked.
+    let o = bus.cli(&["diag", "bundle", "-o", path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(bus.seen.lock().unwrap().calls.len(), 1);
 }
 
 #[test]

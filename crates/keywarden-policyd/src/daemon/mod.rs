@@ -63,6 +63,8 @@ pub struct Options {
     pub admin_groups: Vec<String>,
     /// Groups whose members may call console methods.
     pub console_groups: Vec<String>,
+    /// Where the diagnostic bundle's sources are; `None`: the appliance's paths.
+    pub diag: Option<crate::diag::DiagPaths>,
 }
 
 /// Wrap a zbus error with what was being done (used by the whole driver, `hardware.rs` too).
@@ -177,7 +179,17 @@ pub async fn run(options: Options) -> Result<()> {
     let reports = store
         .as_ref()
         .map(|_| ReportSource::new(options.database.clone(), config.time_zone.clone()));
-    let service = PolicyService::new(calls_tx, published.clone(), access, hw.clone(), reports);
+    let diag = crate::diag::DiagSource::new(options.diag.clone().unwrap_or_else(|| {
+        crate::diag::DiagPaths::appliance(&options.database, &options.device_key, &options.config)
+    }));
+    let service = PolicyService::new(
+        calls_tx,
+        published.clone(),
+        access,
+        hw.clone(),
+        reports,
+        diag,
+    );
     conn.object_server()
         .at(POLICY_PATH, service)
         .await
