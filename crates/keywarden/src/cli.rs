@@ -6,6 +6,7 @@ use zbus::Connection;
 use crate::bundle::{self, Bundle};
 use crate::collector::{self, Collector};
 use crate::error::Error;
+use crate::factory::{self, Factory};
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
 use crate::policy::alarms::{self, Alarm};
@@ -94,6 +95,9 @@ pub enum Top {
     /// The OTA updater: check, install, status, mark-good, mark-bad, cancel.
     #[command(subcommand)]
     Update(Update),
+    /// On the device, as root: provision the identity, factory reset.
+    #[command(subcommand)]
+    Factory(Factory),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -128,6 +132,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Bundle(cmd) => return bundle::run(out, cmd),
         _ => {}
     }
+    if let Top::Factory(cmd) = cli.command {
+        return factory::run(out, cli.bus_address.as_deref(), cmd).await;
+    }
     let conn = connect(cli.bus_address.as_deref()).await?;
     let ctx = || Ctx::new(&conn, out);
     match cli.command {
@@ -149,6 +156,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Collector(cmd) => collector::run(out, &cmd),
         Top::Bundle(cmd) => bundle::run(out, &cmd),
         Top::Update(cmd) => update::update(&conn, out, cmd).await,
+        Top::Factory(_) => Err(Error::Invalid {
+            what: "factory".into(),
+            message: "handled before connecting".into(),
+        }),
     }
 }
 
