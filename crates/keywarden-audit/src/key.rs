@@ -141,6 +141,18 @@ impl DeviceKey {
         }
     }
 
+    /// The key as PKCS#8 PEM (the format of the key file), for tools that store it themselves
+    /// (factory provisioning writes it with its own owner and mode). Wiped from memory on drop.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        let pem = self
+            .signing
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| KeyError::Encode {
+                reason: e.to_string(),
+            })?;
+        Ok(Zeroizing::new(pem.as_str().to_owned()))
+    }
+
     /// The public half, to verify checkpoints with.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing.verifying_key()

@@ -641,6 +641,21 @@ fn create_writes_a_0600_key_that_loads_back() {
 }
 
 #[test]
+fn to_pkcs8_pem_is_the_key_file_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("device-key.pem");
+    let key = DeviceKey::generate().unwrap();
+    let pem = key.to_pkcs8_pem().unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{}", *pem);
+    fs::write(&path, pem.as_bytes()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        DeviceKey::load(&path).unwrap().public_hex(),
+        key.public_hex()
+    );
+}
+
+#[test]
 fn create_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.pem");

@@ -163,6 +163,19 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Without an `[offsite]` section in the policy file, the offsite copy's settings come from
+    /// `path`, the file factory provisioning writes on the data partition
+    /// (`/var/lib/keywarden/identity/offsite.toml`; only `[offsite]`); a missing file means no
+    /// offsite copy. The policy file's own section, when there is one, wins.
+    pub fn or_offsite_file(mut self, path: &Path) -> Result<Config> {
+        if self.offsite.is_none() {
+            self.offsite = crate::offsite::OffsiteConfig::load_section_file(path)?;
+        }
+        Ok(self)
+    }
+}
+
 /// `HH:MM` (24-hour) as minutes after midnight.
 pub(crate) fn time_of_day(text: &str) -> std::result::Result<u16, String> {
     let bad = || format!("return-by {text:?} is not a time of day HH:MM");

@@ -226,6 +226,14 @@ pub enum Error {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// Provisioning's offsite settings (`<identity>/offsite.toml`) are unreadable or invalid.
+    #[error("offsite settings {}: {message}", path.display())]
+    OffsiteConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// A D-Bus operation failed.
     #[error("bus: {operation}: {source}")]
     Bus {

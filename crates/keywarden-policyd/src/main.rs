@@ -1,5 +1,5 @@
 //! `keywarden-policyd`: see the library documentation. Exit codes: 0 clean shutdown, 1 failure,
-//! 2 configuration refused (policy file), 4 bus unreachable. A corrupt database is not an exit:
+//! 2 configuration refused (policy file, offsite settings), 4 bus unreachable. A corrupt database is not an exit:
 //! the service stays up out of service, so `Status` says why and every lock stays shut.
 
 use std::path::PathBuf;
@@ -27,6 +27,10 @@ struct Args {
     /// Site policy file.
     #[arg(long, default_value = "/etc/keywarden/policy.toml")]
     config: PathBuf,
+    /// Offsite audit copy settings written by `keywarden factory provision` (an `[offsite]`
+    /// section), used when the policy file has none; missing: no offsite copy.
+    #[arg(long, default_value = "/var/lib/keywarden/identity/offsite.toml")]
+    offsite_config: PathBuf,
     /// D-Bus address to use instead of the system bus.
     #[arg(long)]
     bus_address: Option<String>,
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
         device_key: a.device_key,
         badge_key: a.badge_key,
         config: a.config,
+        offsite_config: a.offsite_config,
         bus_address: a.bus_address,
         admin_groups: a.admin_groups,
         console_groups: a.console_groups,

@@ -402,6 +402,7 @@ async fn an_alarm_reaches_email_and_webhook() {
         device_key: s.path("device.pem"),
         badge_key: s.path("badge.key"),
         config: s.path("policy.toml"),
+        offsite_config: s.path("offsite.toml"),
         bus_address: None,
         admin_groups: vec![],
         console_groups: vec![],

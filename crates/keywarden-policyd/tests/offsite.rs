@@ -305,6 +305,7 @@ impl Cabinet {
             device_key: self.dir.path().join("device-key.pem"),
             badge_key: self.dir.path().join("badge.key"),
             config: self.dir.path().join("policy.toml"),
+            offsite_config: self.dir.path().join("offsite.toml"),
             bus_address: None,
             admin_groups: Vec::new(),
             console_groups: Vec::new(),

@@ -7,6 +7,7 @@ use crate::bundle::{self, Bundle};
 use crate::collector::{self, Collector};
 use crate::diag::{self, Diag};
 use crate::error::Error;
+use crate::factory::{self, Factory};
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
 use crate::policy::alarms::{self, Alarm};
@@ -98,6 +99,9 @@ pub enum Top {
     /// Diagnostic bundles for support: build one on the cabinet, verify one anywhere.
     #[command(subcommand)]
     Diag(Diag),
+    /// On the device, as root: provision the identity, factory reset.
+    #[command(subcommand)]
+    Factory(Factory),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -133,6 +137,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Diag(cmd @ Diag::Verify { .. }) => return diag::verify(out, cmd),
         _ => {}
     }
+    if let Top::Factory(cmd) = cli.command {
+        return factory::run(out, cli.bus_address.as_deref(), cmd).await;
+    }
     let conn = connect(cli.bus_address.as_deref()).await?;
     let ctx = || Ctx::new(&conn, out);
     match cli.command {
@@ -155,6 +162,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Bundle(cmd) => bundle::run(out, &cmd),
         Top::Update(cmd) => update::update(&conn, out, cmd).await,
         Top::Diag(cmd) => diag::bundle(&ctx().await?, cmd).await,
+        Top::Factory(_) => Err(Error::Invalid {
+            what: "factory".into(),
+            message: "handled before connecting".into(),
+        }),
     }
 }
 

@@ -3,8 +3,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify |
-//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file |
+//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify; `factory`: a key or certificate that could not be made, a failed `systemctl` |
+//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file; `factory provision` on a provisioned device (without `--replace-identity`) or with a bad input, `factory reset` without `--yes` or while policyd runs (nothing changed) |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
 use std::fmt;
@@ -91,6 +91,40 @@ pub enum Error {
         /// Why, for people.
         message: String,
     },
+    /// `factory provision`: the device is already provisioned; nothing was changed.
+    #[error("{}: already provisioned as serial {serial:?} at {provisioned_at}; nothing was changed (--replace-identity makes a new identity)", record.display())]
+    AlreadyProvisioned {
+        /// The existing record (`device.json`).
+        record: std::path::PathBuf,
+        /// Its serial.
+        serial: String,
+        /// Its provisioning time.
+        provisioned_at: String,
+    },
+    /// A key, certificate or CSR could not be made.
+    #[error("{what}: {message}")]
+    Generate {
+        /// The command and what it was making.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// Refused because a service that must be stopped is running (`factory reset`).
+    #[error("{what}: {message}")]
+    Running {
+        /// The command.
+        what: String,
+        /// Which service, and what to do.
+        message: String,
+    },
+    /// `systemctl` failed or a unit is missing (`factory reset`).
+    #[error("{what}: {message}")]
+    Systemd {
+        /// The command and the systemctl call.
+        what: String,
+        /// systemctl's message.
+        message: String,
+    },
     /// JSON output could not be produced.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -165,7 +199,9 @@ impl Error {
         match self {
             Error::Connect(_) | Error::Gone => exit::UNREACHABLE,
             Error::Call { source, .. } => call_exit_code(source),
-            Error::Invalid { .. } => exit::REFUSED,
+            Error::Invalid { .. } | Error::AlreadyProvisioned { .. } | Error::Running { .. } => {
+                exit::REFUSED
+            }
             Error::Bundle { source, .. } => match source {
                 keywarden_bundle::Error::InvalidSpec { .. }
                 | keywarden_bundle::Error::InvalidVersion { .. }
@@ -173,6 +209,8 @@ impl Error {
                 _ => exit::FAILED,
             },
             Error::Io { .. }
+            | Error::Generate { .. }
+            | Error::Systemd { .. }
             | Error::Verify { .. }
             | Error::Diag { .. }
             | Error::Silent(_)

@@ -6,6 +6,7 @@ mod cli;
 mod collector;
 mod diag;
 mod error;
+mod factory;
 mod hw;
 mod output;
 mod policy;

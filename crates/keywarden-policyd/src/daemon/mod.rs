@@ -57,6 +57,9 @@ pub struct Options {
     pub badge_key: PathBuf,
     /// Policy file.
     pub config: PathBuf,
+    /// Provisioning's offsite settings (a file with an `[offsite]` section), used when the
+    /// policy file has no `[offsite]`; a missing file means no offsite copy.
+    pub offsite_config: PathBuf,
     /// Bus address instead of the system bus.
     pub bus_address: Option<String>,
     /// Groups whose members may call admin methods.
@@ -103,7 +106,7 @@ fn open_store(options: &Options) -> Result<Store> {
 
 /// Run until SIGTERM/SIGINT.
 pub async fn run(options: Options) -> Result<()> {
-    let config = Config::load(&options.config)?;
+    let config = Config::load(&options.config)?.or_offsite_file(&options.offsite_config)?;
     let builder = match &options.bus_address {
         Some(addr) => {
             zbus::connection::Builder::address(addr.as_str()).map_err(bus("bus address"))?
@@ -632,7 +635,7 @@ impl Error {
     /// policy file, 4 for an unreachable bus, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } => 2,
+            Error::Config { .. } | Error::OffsiteConfig { .. } => 2,
             Error::Bus { .. } => 4,
             _ => 1,
         }

@@ -1,6 +1,6 @@
 //! The `[offsite]` section of the policy file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -119,6 +119,43 @@ impl OffsiteConfig {
     }
 }
 
+/// A file holding only the `[offsite]` section: what `keywarden factory provision` writes to
+/// `<data>/identity/offsite.toml` (the policy file is on the read-only root, the collector is
+/// per device).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffsiteOnlyFile {
+    offsite: OffsiteFile,
+}
+
+impl OffsiteConfig {
+    /// Parses the text of a file with only an `[offsite]` section (which must be there).
+    pub fn parse_section_file(text: &str) -> Result<OffsiteConfig, String> {
+        let file: OffsiteOnlyFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        OffsiteConfig::from_file(file.offsite)
+    }
+
+    /// Reads such a file; `Ok(None)` if there is none.
+    pub fn load_section_file(path: &Path) -> crate::error::Result<Option<OffsiteConfig>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(crate::error::Error::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        OffsiteConfig::parse_section_file(&text)
+            .map(Some)
+            .map_err(|message| crate::error::Error::OffsiteConfig {
+                path: path.to_owned(),
+                message,
+            })
+    }
+}
+
 fn required(name: &str, value: Option<String>) -> Result<String, String> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
@@ -171,6 +208,38 @@ cabinet = "cabinet-1"
         assert_eq!(c.heartbeat.as_secs(), 60);
         assert_eq!(c.timeout.as_secs(), 30);
         assert!(Config::parse("").expect("parse").offsite.is_none());
+    }
+
+    #[test]
+    fn the_policy_file_section_wins_over_provisioning_s_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("offsite.toml");
+        // No file: no offsite copy.
+        let c = Config::parse("").expect("parse").or_offsite_file(&file);
+        assert!(c.expect("no file is fine").offsite.is_none());
+        // The file, when the policy file has no [offsite].
+        std::fs::write(&file, GOOD.replace("cabinet-1", "SN-0042")).expect("write");
+        let c = Config::parse("pin-attempts = 3").expect("parse");
+        let offsite = c.or_offsite_file(&file).expect("file").offsite;
+        assert_eq!(offsite.expect("offsite").cabinet, "SN-0042");
+        // The policy file's own section wins.
+        let c = Config::parse(GOOD).expect("parse").or_offsite_file(&file);
+        assert_eq!(
+            c.expect("ok").offsite.expect("offsite").cabinet,
+            "cabinet-1"
+        );
+        // A bad file names itself and the field; so does one without the section.
+        std::fs::write(&file, GOOD.replace("cabinet = \"cabinet-1\"", "")).expect("write");
+        let err = Config::parse("").expect("parse").or_offsite_file(&file);
+        let err = err.expect_err("bad file").to_string();
+        assert!(
+            err.contains("offsite.toml") && err.contains("offsite.cabinet is required"),
+            "{err}"
+        );
+        std::fs::write(&file, "batch-size = 3\n").expect("write");
+        let err = Config::parse("").expect("parse").or_offsite_file(&file);
+        let err = err.expect_err("no section").to_string();
+        assert!(err.contains("unknown field `batch-size`"), "{err}");
     }
 
     #[test]
