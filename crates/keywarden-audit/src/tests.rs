@@ -1095,3 +1095,26 @@ fn the_fast_entry_parser_agrees_with_serde_json_or_steps_aside() {
         assert_eq!(&buf[..got.detail_len], &*e.detail, "{text}");
     }
 }
+
+#[test]
+fn tagged_signatures_are_bound_to_their_tag_and_derived_secrets_are_stable() {
+    use ed25519_dalek::{Signature, Verifier as _};
+    let key = DeviceKey::from_bytes(&[5; 32]);
+    let sig = key.sign_tagged(b"tag-a\0", b"message");
+    let vk = key.verifying_key();
+    assert!(vk
+        .verify(b"tag-a\0message", &Signature::from_bytes(&sig))
+        .is_ok());
+    // The same message under another tag, or as a checkpoint, is another statement.
+    assert!(vk
+        .verify(b"tag-b\0message", &Signature::from_bytes(&sig))
+        .is_err());
+    let a = key.derive_secret(b"diag-pseudonyms");
+    assert_eq!(*a, *key.derive_secret(b"diag-pseudonyms"));
+    assert_ne!(*a, *key.derive_secret(b"other"));
+    assert_ne!(
+        *a,
+        *DeviceKey::from_bytes(&[6; 32]).derive_secret(b"diag-pseudonyms")
+    );
+    assert_ne!(&a[..], &[5; 32][..]);
+}
