@@ -6,6 +6,7 @@ use zbus::Connection;
 use crate::bundle::{self, Bundle};
 use crate::collector::{self, Collector};
 use crate::error::Error;
+use crate::factory::{self, Factory};
 use crate::hw::{self, Hw, Sim};
 use crate::output::Output;
 use crate::policy::alarms::{self, Alarm};
@@ -94,6 +95,9 @@ pub enum Top {
     /// The OTA updater: check, install, status, mark-good, mark-bad, cancel.
     #[command(subcommand)]
     Update(Update),
+    /// The factory floor (as root on the cabinet): selftest.
+    #[command(subcommand)]
+    Factory(Factory),
 }
 
 async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
@@ -112,6 +116,9 @@ async fn connect(bus_address: Option<&str>) -> Result<Connection, Error> {
 /// Run one command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let out = Output { json: cli.json };
+    if let Top::Factory(cmd) = cli.command {
+        return factory::run(cli.bus_address.as_deref(), out, cmd).await;
+    }
     // Offline verification needs no bus: it must work on any machine with the export.
     match &cli.command {
         Top::Audit(Audit::Verify {
@@ -149,6 +156,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Collector(cmd) => collector::run(out, &cmd),
         Top::Bundle(cmd) => bundle::run(out, &cmd),
         Top::Update(cmd) => update::update(&conn, out, cmd).await,
+        // Handled above, before connecting (the host checks need no bus).
+        Top::Factory(cmd) => factory::run(cli.bus_address.as_deref(), out, cmd).await,
     }
 }
 

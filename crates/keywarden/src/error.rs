@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify |
+//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test (`factory selftest`: a check failed, the door was open, ...), a cabinet silent on the collector, an update bundle that does not verify |
 //! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
@@ -86,6 +86,15 @@ pub enum Error {
     /// JSON output could not be produced.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `factory selftest`: checks failed; the exit code says how (1 failed, 2 refused,
+    /// 3 unreachable: see `factory/selftest.rs`).
+    #[error("{message}")]
+    Checks {
+        /// Which, and where the report is.
+        message: String,
+        /// The exit code.
+        code: u8,
+    },
 }
 
 /// A `zbus::Error` for people: our services' messages alone, anything else with its D-Bus name.
@@ -122,7 +131,7 @@ pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// The exit code for a failed call, from the D-Bus error name. The names are
 /// `org.keywarden.<Interface>.Error.<Variant>` (`keywarden_dbus::policy::PolicyError`,
 /// `keywarden_dbus::hardware::HardwareError`) and the bus's own `org.freedesktop.DBus.Error.*`.
-fn call_exit_code(error: &zbus::Error) -> u8 {
+pub(crate) fn call_exit_code(error: &zbus::Error) -> u8 {
     match error {
         zbus::Error::MethodError(name, _, _) => {
             let (prefix, variant) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
@@ -158,6 +167,7 @@ impl Error {
             Error::Connect(_) | Error::Gone => exit::UNREACHABLE,
             Error::Call { source, .. } => call_exit_code(source),
             Error::Invalid { .. } => exit::REFUSED,
+            Error::Checks { code, .. } => *code,
             Error::Bundle { source, .. } => match source {
                 keywarden_bundle::Error::InvalidSpec { .. }
                 | keywarden_bundle::Error::InvalidVersion { .. }

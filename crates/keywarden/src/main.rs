@@ -5,6 +5,7 @@ mod bundle;
 mod cli;
 mod collector;
 mod error;
+mod factory;
 mod hw;
 mod output;
 mod policy;
