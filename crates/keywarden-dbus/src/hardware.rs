@@ -9,6 +9,10 @@ pub use crate::string_enum::UnknownValue;
 
 /// Longest unlock or release pulse a caller may ask for, in seconds.
 pub const MAX_PULSE_SECONDS: u32 = 60;
+/// Most cycles `BurnIn` accepts.
+pub const MAX_BURN_IN_CYCLES: u32 = 100;
+/// `BurnIn`'s settle time range, in milliseconds.
+pub const BURN_IN_SETTLE_MS: std::ops::RangeInclusive<u32> = 10..=10_000;
 
 /// One slot as reported by the `Slots` property: `(ubbs)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue)]
@@ -56,6 +60,8 @@ pub enum HardwareError {
     DeviceFault(String),
     /// The operation did not complete in time (e.g. no finger presented).
     Timeout(String),
+    /// The operation needs the door closed (the burn-in).
+    DoorOpen(String),
 }
 
 string_enum! {
@@ -110,6 +116,9 @@ pub trait Hardware1 {
     fn delete_fingerprint(&self, template_id: u32) -> zbus::Result<()>;
     /// See the interface XML.
     fn self_test(&self) -> zbus::Result<Vec<SelfTestResult>>;
+    /// See the interface XML. Takes up to `cycles` x locks x 2 x `settle_ms`: callers set a
+    /// method timeout to match (zbus's default is 25 s).
+    fn burn_in(&self, cycles: u32, settle_ms: u32) -> zbus::Result<Vec<SelfTestResult>>;
 
     /// See the interface XML.
     #[zbus(signal)]
@@ -191,6 +200,8 @@ pub trait HardwareSim1 {
     fn lift_fingerprint(&self) -> zbus::Result<()>;
     /// See the interface XML.
     fn output(&self, line: &str) -> zbus::Result<bool>;
+    /// See the interface XML.
+    fn set_feedback_broken(&self, lock: &str, broken: bool) -> zbus::Result<()>;
 }
 
 #[cfg(test)]

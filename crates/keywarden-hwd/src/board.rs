@@ -43,6 +43,8 @@ pub struct SlotSpec {
     pub presence: LineSpec,
     /// Slot lock: active = released.
     pub lock: Option<LineSpec>,
+    /// The slot lock's feedback (position) switch: active = released. Only with a lock.
+    pub lock_feedback: Option<LineSpec>,
     /// Slot LED: active = lit.
     pub led: Option<LineSpec>,
 }
@@ -91,6 +93,8 @@ pub struct Board {
     pub held_open: Duration,
     /// Door lock output: active = unlocked.
     pub door_lock: LineSpec,
+    /// The door lock's feedback (position) switch, an input: active = unlocked.
+    pub door_lock_feedback: Option<LineSpec>,
     /// Door sensor input: active = open.
     pub door_sensor: LineSpec,
     /// Tamper switch input: active = tampered.
@@ -144,6 +148,22 @@ impl Board {
                 .iter()
                 .map(|f| (InputId::FingerTouch, &f.touch)),
         );
+        v.extend(self.feedback());
+        v
+    }
+
+    /// Every lock feedback input, with its role (`InputId::LockFeedback(lock)`).
+    pub fn feedback(&self) -> Vec<(InputId, &LineSpec)> {
+        let mut v: Vec<(InputId, &LineSpec)> = self
+            .door_lock_feedback
+            .iter()
+            .map(|l| (InputId::LockFeedback(OutputId::DoorLock), l))
+            .collect();
+        v.extend(self.slots.iter().filter_map(|s| {
+            s.lock_feedback
+                .as_ref()
+                .map(|l| (InputId::LockFeedback(OutputId::SlotLock(s.number)), l))
+        }));
         v
     }
 
@@ -186,12 +206,33 @@ struct RawLine {
     debounce_ms: Option<u64>,
 }
 
+/// A lock output, with its optional feedback input.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    line: String,
+    #[serde(default)]
+    active_low: bool,
+    debounce_ms: Option<u64>,
+    feedback: Option<RawLine>,
+}
+
+impl RawLock {
+    fn output(&self) -> RawLine {
+        RawLine {
+            line: self.line.clone(),
+            active_low: self.active_low,
+            debounce_ms: self.debounce_ms,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoor {
     #[serde(default = "default_held_open")]
     held_open_seconds: u64,
-    lock: RawLine,
+    lock: RawLock,
     sensor: RawLine,
 }
 
@@ -210,7 +251,7 @@ struct RawTamper {
 struct RawSlot {
     number: u32,
     presence: RawLine,
-    lock: Option<RawLine>,
+    lock: Option<RawLock>,
     led: Option<RawLine>,
 }
 
@@ -389,7 +430,14 @@ impl RawBoard {
         if !(1..=3600).contains(&self.door.held_open_seconds) {
             return Err(invalid("door.held_open_seconds", "must be 1..=3600"));
         }
-        let door_lock = u.line(&self.door.lock, "door.lock".into(), true)?;
+        let door_lock = u.line(&self.door.lock.output(), "door.lock".into(), true)?;
+        let door_lock_feedback = self
+            .door
+            .lock
+            .feedback
+            .as_ref()
+            .map(|f| u.line(f, "door.lock.feedback".into(), false))
+            .transpose()?;
         let door_sensor = u.line(&self.door.sensor, "door.sensor".into(), false)?;
         let tamper = self
             .tamper
@@ -428,7 +476,13 @@ impl RawBoard {
                 lock: s
                     .lock
                     .as_ref()
-                    .map(|l| u.line(l, format!("{field}.lock"), true))
+                    .map(|l| u.line(&l.output(), format!("{field}.lock"), true))
+                    .transpose()?,
+                lock_feedback: s
+                    .lock
+                    .as_ref()
+                    .and_then(|l| l.feedback.as_ref())
+                    .map(|f| u.line(f, format!("{field}.lock.feedback"), false))
                     .transpose()?,
                 led: s
                     .led
@@ -499,6 +553,7 @@ impl RawBoard {
             model: self.model,
             held_open: Duration::from_secs(self.door.held_open_seconds),
             door_lock,
+            door_lock_feedback,
             door_sensor,
             tamper,
             buzzer,

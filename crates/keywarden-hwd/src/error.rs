@@ -52,6 +52,18 @@ pub enum CoreError {
     /// The board has no buzzer.
     #[error("this board has no buzzer")]
     NoBuzzer,
+    /// A burn-in runs: unlocks, releases and another burn-in wait until it ends.
+    #[error("a burn-in is running")]
+    BurnInRunning,
+    /// The burn-in needs the door closed.
+    #[error("the door is open: close it before the burn-in")]
+    DoorOpen,
+    /// The burn-in needs every lock locked (no unlock or release in progress).
+    #[error("{0} is active (an unlock or release is in progress): wait until it relocks")]
+    LockActive(String),
+    /// Burn-in cycles out of range.
+    #[error("cycles must be 1..={max}, got {0}", max = crate::core::MAX_BURN_IN_CYCLES)]
+    BurnInCycles(u32),
 }
 
 /// Everything that can fail in the hardware service.
@@ -135,6 +147,11 @@ impl From<CoreError> for HardwareError {
             CoreError::NoSlotLock(_) | CoreError::NoSlotLed(_) | CoreError::NoBuzzer => {
                 HardwareError::NotSupported(e.to_string())
             }
+            CoreError::BurnInRunning | CoreError::LockActive(_) => {
+                HardwareError::Busy(e.to_string())
+            }
+            CoreError::DoorOpen => HardwareError::DoorOpen(e.to_string()),
+            CoreError::BurnInCycles(_) => HardwareError::InvalidArgument(e.to_string()),
         }
     }
 }

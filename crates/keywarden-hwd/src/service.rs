@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keywarden_dbus::hardware::{
-    BeepPattern, HardwareError, IndicatorMode, SelfTestResult, SlotStatus, MAX_PULSE_SECONDS,
+    BeepPattern, HardwareError, IndicatorMode, SelfTestResult, SlotStatus, BURN_IN_SETTLE_MS,
+    MAX_BURN_IN_CYCLES, MAX_PULSE_SECONDS,
 };
 use tokio::sync::{mpsc, oneshot};
 use zbus::message::Header;
@@ -39,6 +40,13 @@ pub enum Request {
     DeleteFingerprint(u32),
     /// Run the non-actuating self-test.
     SelfTest,
+    /// Run the factory burn-in (root only).
+    BurnIn {
+        /// Cycles.
+        cycles: u32,
+        /// Settle time after each drive.
+        settle: Duration,
+    },
 }
 
 /// The driver loop's answer.
@@ -159,6 +167,25 @@ fn pulse(seconds: u32) -> Result<Duration, HardwareError> {
             "seconds must be 1..={MAX_PULSE_SECONDS}, got {seconds}"
         )))
     }
+}
+
+fn burn_in(cycles: u32, settle_ms: u32) -> Result<Request, HardwareError> {
+    if !(1..=MAX_BURN_IN_CYCLES).contains(&cycles) {
+        return Err(HardwareError::InvalidArgument(format!(
+            "cycles must be 1..={MAX_BURN_IN_CYCLES}, got {cycles}"
+        )));
+    }
+    if !BURN_IN_SETTLE_MS.contains(&settle_ms) {
+        return Err(HardwareError::InvalidArgument(format!(
+            "settle_ms must be {}..={}, got {settle_ms}",
+            BURN_IN_SETTLE_MS.start(),
+            BURN_IN_SETTLE_MS.end()
+        )));
+    }
+    Ok(Request::BurnIn {
+        cycles,
+        settle: Duration::from_millis(u64::from(settle_ms)),
+    })
 }
 
 fn invalid(e: impl std::fmt::Display) -> HardwareError {
@@ -330,6 +357,30 @@ impl HardwareService {
             .act(conn, &header, "SelfTest", Ok(Request::SelfTest))
             .await?
         {
+            Reply::SelfTest(results) => Ok(results),
+            Reply::Done => Ok(Vec::new()),
+        }
+    }
+
+    /// Root only: the burn-in opens every lock.
+    #[zbus(out_args("results"))]
+    async fn burn_in(
+        &self,
+        cycles: u32,
+        settle_ms: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<SelfTestResult>, HardwareError> {
+        let uid = self.callers.check(conn, &header, "BurnIn").await?;
+        if uid != 0 {
+            tracing::warn!(uid, "refused burn-in: root only");
+            return Err(HardwareError::AccessDenied(format!(
+                "uid {uid} may not call BurnIn: root only (it opens every lock)"
+            )));
+        }
+        let request = burn_in(cycles, settle_ms)?;
+        tracing::info!(uid, ?request, "request");
+        match self.call(request).await? {
             Reply::SelfTest(results) => Ok(results),
             Reply::Done => Ok(Vec::new()),
         }
@@ -547,5 +598,18 @@ impl HardwareSimService {
     ) -> Result<bool, HardwareError> {
         self.callers.check(conn, &header, "Output").await?;
         Ok(self.control.output(line)?)
+    }
+
+    async fn set_feedback_broken(
+        &self,
+        lock: &str,
+        broken: bool,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), HardwareError> {
+        self.callers
+            .check(conn, &header, "SetFeedbackBroken")
+            .await?;
+        Ok(self.control.set_feedback_broken(lock, broken)?)
     }
 }

@@ -99,7 +99,7 @@ pub enum Top {
     /// Diagnostic bundles for support: build one on the cabinet, verify one anywhere.
     #[command(subcommand)]
     Diag(Diag),
-    /// On the device, as root: provision the identity, factory reset.
+    /// The factory floor, as root on the cabinet: provision, reset, selftest.
     #[command(subcommand)]
     Factory(Factory),
 }

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test, a cabinet silent on the collector, an update bundle that does not verify; `factory`: a key or certificate that could not be made, a failed `systemctl` |
+//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test (`factory selftest`: a check failed, the door was open, ...), a cabinet silent on the collector, an update bundle that does not verify; `factory`: a key or certificate that could not be made, a failed `systemctl` |
 //! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file; `factory provision` on a provisioned device (without `--replace-identity`) or with a bad input, `factory reset` without `--yes` or while policyd runs (nothing changed) |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
@@ -128,6 +128,15 @@ pub enum Error {
     /// JSON output could not be produced.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `factory selftest`: checks failed; the exit code says how (1 failed, 2 refused,
+    /// 3 unreachable: see `factory/selftest.rs`).
+    #[error("{message}")]
+    Checks {
+        /// Which, and where the report is.
+        message: String,
+        /// The exit code.
+        code: u8,
+    },
 }
 
 /// A `zbus::Error` for people: our services' messages alone, anything else with its D-Bus name.
@@ -164,7 +173,7 @@ pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// The exit code for a failed call, from the D-Bus error name. The names are
 /// `org.keywarden.<Interface>.Error.<Variant>` (`keywarden_dbus::policy::PolicyError`,
 /// `keywarden_dbus::hardware::HardwareError`) and the bus's own `org.freedesktop.DBus.Error.*`.
-fn call_exit_code(error: &zbus::Error) -> u8 {
+pub(crate) fn call_exit_code(error: &zbus::Error) -> u8 {
     match error {
         zbus::Error::MethodError(name, _, _) => {
             let (prefix, variant) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
@@ -202,6 +211,7 @@ impl Error {
             Error::Invalid { .. } | Error::AlreadyProvisioned { .. } | Error::Running { .. } => {
                 exit::REFUSED
             }
+            Error::Checks { code, .. } => *code,
             Error::Bundle { source, .. } => match source {
                 keywarden_bundle::Error::InvalidSpec { .. }
                 | keywarden_bundle::Error::InvalidVersion { .. }

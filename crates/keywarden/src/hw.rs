@@ -64,6 +64,14 @@ pub enum Sim {
     Lift,
     /// Read an output line: door-lock, buzzer, slot-N-lock, slot-N-led.
     Output { line: String },
+    /// Cut the simulated wiring of a lock's feedback line (door-lock, slot-N-lock): it then
+    /// stays where it is and the factory burn-in fails; `--mend` reconnects it.
+    BreakFeedback {
+        lock: String,
+        /// Reconnect instead.
+        #[arg(long)]
+        mend: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -267,5 +275,9 @@ pub async fn sim(conn: &Connection, cmd: Sim) -> Result<(), Error> {
             println!("{line} {}", if on { "active" } else { "inactive" });
             Ok(())
         }
+        Sim::BreakFeedback { lock, mend } => sim
+            .set_feedback_broken(&lock, !mend)
+            .await
+            .map_err(call(format!("break feedback of {lock}"))),
     }
 }

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 pub const OUR_BINARIES: &[&str] = &[
     "keywarden-hwd",
     "keywarden-policyd",
+    "keywarden",
     "keywarden-vm-scenarios",
     "keywarden-vm-bench",
 ];

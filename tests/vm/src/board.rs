@@ -27,7 +27,14 @@ pub const EMPTY_FOR_POLICY: &[u32] = &[3, 4];
 pub const CHIPS: &[(&str, &[&str])] = &[
     (
         "kw-door",
-        &["door-lock", "door-sensor", "tamper", "buzzer", "fp-touch"],
+        &[
+            "door-lock",
+            "door-sensor",
+            "tamper",
+            "buzzer",
+            "fp-touch",
+            "door-lock-fb",
+        ],
     ),
     (
         "kw-slots",
@@ -44,6 +51,10 @@ pub const CHIPS: &[(&str, &[&str])] = &[
             "slot4-presence",
             "slot4-lock",
             "slot4-led",
+            "slot1-lock-fb",
+            "slot2-lock-fb",
+            "slot3-lock-fb",
+            "slot4-lock-fb",
         ],
     ),
 ];
@@ -68,6 +79,16 @@ pub const LOCKS: &[&str] = &[
     "slot2-lock",
     "slot3-lock",
     "slot4-lock",
+];
+
+/// Each lock output with its feedback input: the board file's `feedback` lines, which the
+/// harness's [`crate::gpiosim::Wiring`] makes follow the lock (as a lock's position switch would).
+pub const FEEDBACK: &[(&str, &str)] = &[
+    ("door-lock", "door-lock-fb"),
+    ("slot1-lock", "slot1-lock-fb"),
+    ("slot2-lock", "slot2-lock-fb"),
+    ("slot3-lock", "slot3-lock-fb"),
+    ("slot4-lock", "slot4-lock-fb"),
 ];
 
 /// The badge reader's evdev name and its name on the bus.

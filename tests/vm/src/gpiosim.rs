@@ -217,3 +217,93 @@ fn read(path: &Path) -> Result<String> {
     let text = fs::read_to_string(path).context(format!("reading {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
+
+/// Simulated wiring of lock feedback switches: a thread polls each lock output's `value` (what
+/// the daemon drives) and sets the matching feedback input's `pull` to follow it, as a lock's
+/// position switch would. A pair can be cut ([`Wiring::cut`]): its feedback then stays where it
+/// is, like an unwired switch.
+pub struct Wiring {
+    cut: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    armed: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the wiring thread looks at the lock outputs.
+const WIRING_PERIOD: Duration = Duration::from_millis(2);
+
+impl Wiring {
+    /// Starts following `pairs` of (lock output, feedback input) line names.
+    pub fn start(lines: &SimLines, pairs: &[(&str, &str)]) -> Result<Self> {
+        let pairs = pairs
+            .iter()
+            .map(|(lock, fb)| {
+                Ok((
+                    (*lock).to_owned(),
+                    lines.value_path(lock)?,
+                    lines.dir(fb)?.join("pull"),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cut: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+        let armed = Arc::new(AtomicBool::new(true));
+        let (c, a) = (cut.clone(), armed.clone());
+        let thread = std::thread::Builder::new()
+            .name("feedback-wiring".into())
+            .spawn(move || follow(&pairs, &c, &a))
+            .context("starting the feedback wiring thread")?;
+        Ok(Wiring {
+            cut,
+            armed,
+            thread: Some(thread),
+        })
+    }
+
+    /// Cuts (`true`) or reconnects the feedback wire of lock output `lock`.
+    pub fn cut(&self, lock: &str, cut: bool) {
+        let mut set = self.cut.lock().unwrap_or_else(|p| p.into_inner());
+        if cut {
+            set.insert(lock.to_owned());
+        } else {
+            set.remove(lock);
+        }
+    }
+}
+
+impl Drop for Wiring {
+    fn drop(&mut self) {
+        self.armed.store(false, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn follow(
+    pairs: &[(String, PathBuf, PathBuf)],
+    cut: &std::sync::Mutex<std::collections::BTreeSet<String>>,
+    armed: &AtomicBool,
+) {
+    // What each feedback was last pulled to; None = not yet (pull it once at start).
+    let mut pulled: Vec<Option<bool>> = vec![None; pairs.len()];
+    while armed.load(Ordering::Relaxed) {
+        for (i, (lock, value, pull)) in pairs.iter().enumerate() {
+            if cut.lock().unwrap_or_else(|p| p.into_inner()).contains(lock) {
+                continue;
+            }
+            let Ok(text) = fs::read(value) else { continue };
+            let high = text.first() == Some(&b'1');
+            if pulled[i] != Some(high) {
+                let level = if high { "pull-up" } else { "pull-down" };
+                if let Err(e) = fs::write(pull, level) {
+                    eprintln!(
+                        "kw-vm: feedback wiring: writing {level} to {}: {e}",
+                        pull.display()
+                    );
+                    continue;
+                }
+                pulled[i] = Some(high);
+            }
+        }
+        std::thread::sleep(WIRING_PERIOD);
+    }
+}

@@ -1,9 +1,10 @@
 //! The VM scenarios: each drives real kernel devices (uinput, gpio-sim) and checks what the
 //! daemon does on the bus and on the GPIO lines. Clients are the `keywarden` user (uid 900),
 //! except where a scenario says otherwise. Scenarios leave the cabinet as they found it: door
-//! closed and locked, every key in its slot. The policy scenarios ([`policy`]) run last, with
-//! keywarden-policyd started next to hwd.
+//! closed and locked, every key in its slot. The policy scenarios ([`policy`]) run next to last,
+//! with keywarden-policyd started next to hwd; the factory self-test ([`factory`]) runs last.
 
+mod factory;
 mod policy;
 
 use crate::board::{ids, BADGE_MAX_LENGTH, BADGE_READER, CHIPS, KEYPAD};
@@ -75,6 +76,8 @@ pub async fn run_all() -> bool {
         .run("fingerprint", LIMIT, fingerprint(&mut ctx))
         .await;
     policy::run_all(&mut report, &mut ctx).await;
+    // Last: it sets the system clock from the RTC.
+    factory::run_all(&mut report, &mut ctx).await;
     report.done()
 }
 

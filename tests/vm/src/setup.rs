@@ -2,10 +2,10 @@
 //! system bus, and the hardware daemon as its own user. Also stops and restarts the daemon, as
 //! systemd's `Restart=always` would.
 
-use crate::board::{ids, BADGE_DEVICE, BOARD_FILE, CHIPS, INITIALLY_HIGH, KEYPAD_DEVICE};
+use crate::board::{ids, BADGE_DEVICE, BOARD_FILE, CHIPS, FEEDBACK, INITIALLY_HIGH, KEYPAD_DEVICE};
 use crate::bus::{connect_as, wait_for_hardware, SYSTEM_BUS_SOCKET};
 use crate::fingerprint::FingerprintPort;
-use crate::gpiosim::SimLines;
+use crate::gpiosim::{SimLines, Wiring};
 use crate::uinput::Keyboard;
 use crate::{Context, Result};
 use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
@@ -22,6 +22,8 @@ const HWD_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Cabinet {
     /// The simulated GPIO lines.
     pub lines: SimLines,
+    /// The lock feedback lines' wiring (each follows its lock output).
+    pub wiring: Wiring,
     /// The uinput badge reader.
     pub badge: Keyboard,
     /// The uinput keypad.
@@ -42,6 +44,7 @@ impl Cabinet {
         for chip in lines.chip_names() {
             grant(&Path::new("/dev").join(chip), ids::GPIO_GID)?;
         }
+        let wiring = Wiring::start(&lines, FEEDBACK)?;
         progress(&format!(
             "gpio-sim chips live: {}",
             lines.chip_names().join(", ")
@@ -64,6 +67,7 @@ impl Cabinet {
         progress("dbus-daemon --system is up");
         Ok(Cabinet {
             lines,
+            wiring,
             badge,
             keypad,
             fingerprint,

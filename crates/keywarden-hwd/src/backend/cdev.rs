@@ -6,11 +6,14 @@
 //! locked from the instant it is claimed; all outputs are claimed before any input. Each line's
 //! consumer is `keywarden-<role>`, so `gpioinfo` shows who holds it. Input lines are watched for
 //! both edges by one thread polling every line's event fd; after each edge the line is read back
-//! and the logical level forwarded (the core debounces).
+//! and the logical level forwarded (the core debounces). Each input's handle is shared (behind a
+//! mutex, held only for a read) with [`CdevInputs`], so the burn-in can read any line on demand;
+//! the thread polls duplicates of the event fds, so it never holds the mutex while waiting.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gpio_cdev::{Chip, EventRequestFlags, Line, LineEventHandle, LineHandle, LineRequestFlags};
@@ -18,7 +21,9 @@ use keywarden_dbus::hardware::SelfTestResult;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::sync::mpsc;
 
-use super::{failed, passed, BackendKind, Hardware, InputSample, OutputLines, CHANNEL_CAPACITY};
+use super::{
+    failed, passed, BackendKind, Hardware, InputLines, InputSample, OutputLines, CHANNEL_CAPACITY,
+};
 use crate::board::{Board, LineSpec};
 use crate::core::{InputId, OutputId};
 use crate::error::{Error, Result};
@@ -141,6 +146,31 @@ impl OutputLines for CdevOutputs {
     }
 }
 
+/// An input line's event handle, shared by the watcher thread and on-demand reads.
+type SharedHandle = Arc<Mutex<LineEventHandle>>;
+
+fn locked(handle: &SharedHandle) -> std::sync::MutexGuard<'_, LineEventHandle> {
+    handle.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct CdevInputs {
+    lines: BTreeMap<InputId, (String, SharedHandle)>,
+}
+
+impl InputLines for CdevInputs {
+    fn read(&self, id: InputId) -> Result<bool> {
+        let (name, handle) = self.lines.get(&id).ok_or(Error::Unreachable(
+            "read of an input line the board does not have",
+        ))?;
+        let value = locked(handle).get_value().map_err(|source| Error::Gpio {
+            what: "read",
+            target: name.clone(),
+            source,
+        })?;
+        Ok(value != 0)
+    }
+}
+
 /// Open the cabinet's real devices. Outputs are claimed (locks first, inactive) before anything else.
 pub fn open(board: &Board) -> Result<Hardware> {
     let outputs = board.outputs();
@@ -195,8 +225,21 @@ pub fn open(board: &Board) -> Result<Hardware> {
             source,
         })?;
         initial.push((*id, level != 0));
-        handles.push((*id, spec.name.clone(), handle));
+        let fd = handle
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| Error::Os {
+                what: format!("duplicate the event fd of line {:?}", spec.name),
+                source,
+            })?;
+        handles.push((*id, spec.name.clone(), Arc::new(Mutex::new(handle)), fd));
     }
+    let inputs = CdevInputs {
+        lines: handles
+            .iter()
+            .map(|(id, name, handle, _)| (*id, (name.clone(), handle.clone())))
+            .collect(),
+    };
     let (sample_tx, samples) = mpsc::channel(CHANNEL_CAPACITY);
     spawn_input_watcher(handles, sample_tx)?;
 
@@ -221,6 +264,7 @@ pub fn open(board: &Board) -> Result<Hardware> {
         kind: BackendKind::Cdev,
         outputs: Box::new(outputs),
         initial,
+        inputs: Box::new(inputs),
         samples,
         keys,
         input_checks,
@@ -241,7 +285,7 @@ fn take(found: &mut BTreeMap<String, Found>, spec: &LineSpec) -> Result<Line> {
 
 /// One thread polls every input line's event fd and forwards the level after each edge.
 fn spawn_input_watcher(
-    handles: Vec<(InputId, String, LineEventHandle)>,
+    handles: Vec<(InputId, String, SharedHandle, OwnedFd)>,
     tx: mpsc::Sender<InputSample>,
 ) -> Result<()> {
     if handles.is_empty() {
@@ -258,14 +302,14 @@ fn spawn_input_watcher(
 }
 
 fn watch_inputs(
-    mut handles: Vec<(InputId, String, LineEventHandle)>,
+    handles: Vec<(InputId, String, SharedHandle, OwnedFd)>,
     tx: mpsc::Sender<InputSample>,
 ) {
     loop {
         let ready: Vec<usize> = {
             let mut polls: Vec<PollFd<'_>> = handles
                 .iter()
-                .map(|(_, _, h)| PollFd::new(h.as_fd(), PollFlags::POLLIN))
+                .map(|(_, _, _, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
                 .collect();
             match poll(&mut polls, PollTimeout::NONE) {
                 Ok(_) => polls
@@ -282,12 +326,15 @@ fn watch_inputs(
             }
         };
         for i in ready {
-            let (id, name, handle) = &mut handles[i];
+            let (id, name, handle, _) = &handles[i];
+            let mut handle = locked(handle);
             if let Err(e) = handle.get_event() {
                 tracing::error!(line = %name, error = %e, "reading a GPIO edge failed");
                 continue;
             }
-            match handle.get_value() {
+            let value = handle.get_value();
+            drop(handle);
+            match value {
                 Ok(v) => {
                     let sample = InputSample {
                         id: *id,

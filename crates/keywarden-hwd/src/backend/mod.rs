@@ -41,6 +41,12 @@ pub trait OutputLines: Send {
     fn self_test(&mut self) -> Vec<SelfTestResult>;
 }
 
+/// Input lines read on demand (the burn-in's sensor checks); edges arrive as [`InputSample`]s.
+pub trait InputLines: Send {
+    /// Read `id` now: its logical level (active-low applied).
+    fn read(&self, id: InputId) -> Result<bool>;
+}
+
 /// Which backend to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
@@ -68,6 +74,8 @@ pub struct Hardware {
     pub outputs: Box<dyn OutputLines>,
     /// Every input's level when opened.
     pub initial: Vec<(InputId, bool)>,
+    /// The input lines, to read on demand.
+    pub inputs: Box<dyn InputLines>,
     /// Input level changes.
     pub samples: mpsc::Receiver<InputSample>,
     /// Key events from readers and keypads.

@@ -5,15 +5,20 @@
 //! the same decoders as a real device (a badge scan is typed key by key, Shift included), and the
 //! fingerprint module is the protocol emulator on a real pty, opened by the same serial code.
 //! [`SimControl`] is the control surface (exported on D-Bus as `org.keywarden.HardwareSim1`).
+//! A lock's feedback line, where the board has one, follows its output as if wired to the lock
+//! (the new level is fed in as an input sample when the output is driven), unless
+//! [`SimControl::set_feedback_broken`] broke that wiring: then it stays where it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use keywarden_dbus::hardware::{KeypadKeyName, SelfTestResult};
 use tokio::sync::mpsc;
 
-use super::{passed, BackendKind, Hardware, InputSample, OutputLines, CHANNEL_CAPACITY};
+use super::{
+    passed, BackendKind, Hardware, InputLines, InputSample, OutputLines, CHANNEL_CAPACITY,
+};
 use crate::board::Board;
 use crate::core::{InputId, OutputId};
 use crate::error::{Error, Result};
@@ -23,10 +28,17 @@ use crate::input::{keymap, keypad, KeyCode, KeyInput, RawKey, Terminator};
 /// Template capacity of the simulated fingerprint module.
 const SIM_FINGERPRINT_CAPACITY: u16 = 200;
 
-/// What the simulated hardware shows: the level of every output line.
-type Levels = Arc<Mutex<BTreeMap<OutputId, bool>>>;
+/// What the simulated hardware shows: every line's level, and the broken feedback wiring.
+#[derive(Debug, Default)]
+struct Lines {
+    outputs: BTreeMap<OutputId, bool>,
+    inputs: BTreeMap<InputId, bool>,
+    broken: BTreeSet<OutputId>,
+}
 
-fn lock(levels: &Levels) -> MutexGuard<'_, BTreeMap<OutputId, bool>> {
+type Levels = Arc<Mutex<Lines>>;
+
+fn lock(levels: &Levels) -> MutexGuard<'_, Lines> {
     levels
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -34,16 +46,36 @@ fn lock(levels: &Levels) -> MutexGuard<'_, BTreeMap<OutputId, bool>> {
 
 struct SimOutputs {
     levels: Levels,
+    /// Locks with a feedback line.
+    feedback: BTreeSet<OutputId>,
+    samples: mpsc::Sender<InputSample>,
 }
 
 impl OutputLines for SimOutputs {
     fn set(&mut self, id: OutputId, active: bool) -> Result<()> {
-        lock(&self.levels).insert(id, active);
+        let mut lines = lock(&self.levels);
+        lines.outputs.insert(id, active);
+        if self.feedback.contains(&id) && !lines.broken.contains(&id) {
+            let fb = InputId::LockFeedback(id);
+            if lines.inputs.insert(fb, active) != Some(active) {
+                let sample = InputSample {
+                    id: fb,
+                    active,
+                    at: Instant::now(),
+                };
+                // The channel is far larger than a turn's worth of changes; a full one would
+                // show as a feedback mismatch in the burn-in, which is what it would be.
+                if self.samples.try_send(sample).is_err() {
+                    tracing::warn!(line = %fb.role(), "simulated feedback sample dropped");
+                }
+            }
+        }
         Ok(())
     }
 
     fn self_test(&mut self) -> Vec<SelfTestResult> {
         lock(&self.levels)
+            .outputs
             .iter()
             .map(|(id, on)| {
                 passed(
@@ -93,8 +125,19 @@ pub struct SimControl {
     finger: Option<Arc<Mutex<EmulatorCore>>>,
 }
 
+struct SimInputs {
+    levels: Levels,
+}
+
+impl InputLines for SimInputs {
+    fn read(&self, id: InputId) -> Result<bool> {
+        Ok(lock(&self.levels).inputs.get(&id).copied().unwrap_or(false))
+    }
+}
+
 impl SimControl {
     async fn input(&self, id: InputId, active: bool) -> Result<(), SimError> {
+        lock(&self.levels).inputs.insert(id, active);
         let sample = InputSample {
             id,
             active,
@@ -210,28 +253,61 @@ impl SimControl {
     /// The level of an output line by role (`door-lock`, `slot-2-lock`, `slot-2-led`, `buzzer`).
     pub fn output(&self, role: &str) -> Result<bool, SimError> {
         lock(&self.levels)
+            .outputs
             .iter()
             .find(|(id, _)| id.role() == role)
             .map(|(_, on)| *on)
             .ok_or_else(|| SimError::NoSuchLine(format!("output {role:?}")))
     }
+
+    /// Break (`true`) or mend the simulated wiring of a lock's feedback line, by the lock's role
+    /// (`door-lock`, `slot-2-lock`). Broken, the feedback stays at its current level.
+    pub fn set_feedback_broken(&self, role: &str, broken: bool) -> Result<(), SimError> {
+        let lock_id = self
+            .board
+            .feedback()
+            .into_iter()
+            .find_map(|(id, _)| match id {
+                InputId::LockFeedback(l) if l.role() == role => Some(l),
+                _ => None,
+            })
+            .ok_or_else(|| SimError::NoSuchLine(format!("feedback line for {role:?}")))?;
+        let mut lines = lock(&self.levels);
+        if broken {
+            lines.broken.insert(lock_id);
+        } else {
+            lines.broken.remove(&lock_id);
+        }
+        Ok(())
+    }
 }
 
-/// Open the simulated cabinet: every key slot occupied, door closed, no tamper.
+/// Open the simulated cabinet: every key slot occupied, door closed, no tamper, every lock's
+/// feedback (where the board has one) locked.
 pub fn open(board: &Board) -> Result<Hardware> {
     let levels: Levels = Arc::default();
+    let (sample_tx, samples) = mpsc::channel(CHANNEL_CAPACITY);
     let mut outputs = SimOutputs {
         levels: levels.clone(),
+        feedback: board
+            .feedback()
+            .into_iter()
+            .filter_map(|(id, _)| match id {
+                InputId::LockFeedback(l) => Some(l),
+                _ => None,
+            })
+            .collect(),
+        samples: sample_tx.clone(),
     };
+    let initial: Vec<(InputId, bool)> = board
+        .inputs()
+        .into_iter()
+        .map(|(id, _)| (id, matches!(id, InputId::SlotPresence(_))))
+        .collect();
+    lock(&levels).inputs = initial.iter().copied().collect();
     for (id, _) in board.outputs() {
         outputs.set(id, false)?;
     }
-    let initial = board
-        .slots
-        .iter()
-        .map(|s| (InputId::SlotPresence(s.number), true))
-        .collect();
-    let (sample_tx, samples) = mpsc::channel(CHANNEL_CAPACITY);
     let (key_tx, keys) = mpsc::channel(CHANNEL_CAPACITY);
     let (finger, fingerprint_port) = match &board.fingerprint {
         Some(spec) => {
@@ -256,7 +332,7 @@ pub fn open(board: &Board) -> Result<Hardware> {
         .collect();
     let control = SimControl {
         board: Arc::new(board.clone()),
-        levels,
+        levels: levels.clone(),
         samples: sample_tx,
         keys: key_tx,
         finger,
@@ -265,6 +341,7 @@ pub fn open(board: &Board) -> Result<Hardware> {
         kind: BackendKind::Sim,
         outputs: Box::new(outputs),
         initial,
+        inputs: Box::new(SimInputs { levels }),
         samples,
         keys,
         input_checks,

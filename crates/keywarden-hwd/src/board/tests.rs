@@ -127,3 +127,59 @@ fn syntax_errors_say_where() {
     let e = err("model = \"m\"\n[door\n");
     assert!(e.contains("line 2"), "{e}");
 }
+
+#[test]
+fn lock_feedback_lines_are_inputs_and_may_not_reuse_a_line() {
+    let text = r#"
+model = "m"
+[door]
+lock = { line = "door-lock", feedback = { line = "door-fb", active_low = true, debounce_ms = 15 } }
+sensor = { line = "door-sensor" }
+[[slot]]
+number = 1
+presence = { line = "p1" }
+lock = { line = "l1", feedback = { line = "l1-fb" } }
+[[slot]]
+number = 2
+presence = { line = "p2" }
+lock = { line = "l2" }
+"#;
+    let board = Board::from_toml(text).unwrap();
+    let fb = board.door_lock_feedback.as_ref().unwrap();
+    assert_eq!(
+        (fb.field.as_str(), fb.name.as_str(), fb.active_low),
+        ("door.lock.feedback.line", "door-fb", true)
+    );
+    assert_eq!(fb.debounce, Duration::from_millis(15));
+    assert_eq!(
+        board.slots[0].lock_feedback.as_ref().unwrap().debounce,
+        Duration::from_millis(20),
+        "inputs' default debounce"
+    );
+    assert_eq!(board.slots[1].lock_feedback, None);
+    let feedback: Vec<InputId> = board.feedback().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        feedback,
+        [
+            InputId::LockFeedback(OutputId::DoorLock),
+            InputId::LockFeedback(OutputId::SlotLock(1))
+        ]
+    );
+    assert!(board
+        .inputs()
+        .iter()
+        .any(|(id, _)| *id == InputId::LockFeedback(OutputId::SlotLock(1))));
+
+    let e = err(&text.replace("\"l1-fb\"", "\"p2\""));
+    assert_eq!(
+        e,
+        r#"slot[1].presence.line: line "p2" is already used by slot[0].lock.feedback.line"#
+    );
+    let e = err(&text.replace("\"door-fb\"", "\"door-lock\""));
+    assert_eq!(
+        e,
+        r#"door.lock.feedback.line: line "door-lock" is already used by door.lock.line"#
+    );
+    let e = err(&text.replace("{ line = \"l1-fb\" }", "{ line = \"l1-fb\", pull = 1 }"));
+    assert!(e.contains("unknown field `pull`"), "{e}");
+}

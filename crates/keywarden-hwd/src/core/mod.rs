@@ -1,7 +1,8 @@
 //! The cabinet's lock/door state machine: sans-IO, time passed in.
 //!
 //! Inputs: [`Cabinet::handle_input`] (raw sensor levels, debounced here), [`Cabinet::handle_timeout`],
-//! and the commands `unlock_door`, `lock_door`, `release_slot`, `set_indicator`, `beep`. Outputs:
+//! and the commands `unlock_door`, `lock_door`, `release_slot`, `set_indicator`, `beep`,
+//! `start_burn_in` (the factory burn-in, see [`BurnInReport`]). Outputs:
 //! [`Cabinet::poll_output`] (line levels to drive), [`Cabinet::poll_event`] (what to report), and
 //! [`Cabinet::poll_timeout`] (when to call `handle_timeout` next). Every call that takes `now` may
 //! move the next timeout. The driver drains outputs before events after every call.
@@ -14,6 +15,11 @@
 //!   board's limit raises `held-open`; closing clears both.
 //! - Relock on close: a door that was opened during an unlock relocks as soon as it closes. A slot
 //!   relocks as soon as its presence sensor changes.
+//! - Burn-in: the factory burn-in drives each lock through the same unlock/release pulses (so the
+//!   pulse deadline rule holds for it too), one lock at a time, and compares each lock's feedback
+//!   input with the level driven once the settle time has passed. It starts only with the door
+//!   closed and no lock active; while it runs, unlocks and releases are refused
+//!   ([`CoreError::BurnInRunning`]); the door opening or `lock_door` aborts it, every lock locked.
 
 mod timer;
 
@@ -34,6 +40,11 @@ use crate::error::CoreError;
 pub const MAX_PULSE: Duration = Duration::from_secs(60);
 /// Half period of a blinking LED (2 Hz).
 pub const BLINK_HALF_PERIOD: Duration = Duration::from_millis(250);
+/// Most burn-in cycles accepted.
+pub const MAX_BURN_IN_CYCLES: u32 = keywarden_dbus::hardware::MAX_BURN_IN_CYCLES;
+/// Longest burn-in settle time accepted: a lock's burn-in pulse is twice this, far below
+/// [`MAX_PULSE`].
+pub const MAX_BURN_IN_SETTLE: Duration = Duration::from_secs(10);
 
 /// An input line's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,6 +57,8 @@ pub enum InputId {
     SlotPresence(u32),
     /// Fingerprint module touch line: active = finger on the sensor.
     FingerTouch,
+    /// A lock's feedback (position) switch: active = the lock reports itself open.
+    LockFeedback(OutputId),
 }
 
 /// An output line's role.
@@ -86,6 +99,7 @@ impl InputId {
             InputId::Tamper => "tamper".into(),
             InputId::SlotPresence(n) => format!("slot-{n}-presence"),
             InputId::FingerTouch => "fingerprint-touch".into(),
+            InputId::LockFeedback(lock) => format!("{}-feedback", lock.role()),
         }
     }
 }
@@ -137,6 +151,68 @@ pub enum Event {
     },
     /// A finger touched the fingerprint sensor: the driver starts a search.
     FingerTouched,
+    /// The burn-in ended (completed or aborted); every lock is locked again.
+    BurnInFinished(BurnInReport),
+}
+
+/// What one lock did during a burn-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockBurnIn {
+    /// The lock.
+    pub lock: OutputId,
+    /// The board gives it a feedback line (else the output was cycled but not verified).
+    pub has_feedback: bool,
+    /// Cycles completed (driven active, then inactive).
+    pub cycles: u32,
+    /// Every mismatch: the feedback did not follow the output once the settle time passed.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// The feedback did not follow a lock's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Which cycle (1-based).
+    pub cycle: u32,
+    /// The level driven (true = active: unlocked/released).
+    pub driven: bool,
+    /// What the feedback read (debounced, logical), settle time after driving.
+    pub read: bool,
+}
+
+/// The result of a burn-in: per lock, in board order (door lock first, then slots by number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BurnInReport {
+    /// Cycles asked for.
+    pub cycles: u32,
+    /// Settle time after each drive.
+    pub settle: Duration,
+    /// Per lock.
+    pub locks: Vec<LockBurnIn>,
+    /// Why it stopped early, if it did.
+    pub aborted: Option<String>,
+}
+
+impl BurnInReport {
+    /// Every lock completed every cycle and every feedback followed.
+    pub fn passed(&self) -> bool {
+        self.aborted.is_none()
+            && self
+                .locks
+                .iter()
+                .all(|l| l.cycles == self.cycles && l.mismatches.is_empty())
+    }
+}
+
+/// A burn-in in progress: which lock, which cycle, which phase.
+#[derive(Debug, Clone)]
+struct BurnIn {
+    report: BurnInReport,
+    /// Index into `report.locks`.
+    lock: usize,
+    /// 1-based.
+    cycle: u32,
+    /// The lock is driven active (else: inactive, waiting to check it relocked).
+    active: bool,
 }
 
 /// Static facts the core needs from the board.
@@ -205,6 +281,9 @@ pub struct Cabinet {
     held_open: bool,
     tamper: bool,
     slots: BTreeMap<u32, SlotState>,
+    /// Debounced feedback level per lock that has a feedback line.
+    feedback: BTreeMap<OutputId, bool>,
+    burn_in: Option<BurnIn>,
     inputs: BTreeMap<InputId, Debounced>,
     buzzer: Option<VecDeque<(bool, Duration)>>,
     blink_on: bool,
@@ -265,6 +344,15 @@ impl Cabinet {
             held_open: false,
             tamper: level(InputId::Tamper),
             slots,
+            feedback: config
+                .debounce
+                .keys()
+                .filter_map(|id| match id {
+                    InputId::LockFeedback(lock) => Some((*lock, level(*id))),
+                    _ => None,
+                })
+                .collect(),
+            burn_in: None,
             inputs,
             buzzer: config.buzzer.then(VecDeque::new),
             blink_on: false,
@@ -341,6 +429,16 @@ impl Cabinet {
         self.levels.get(&id).copied()
     }
 
+    /// A lock's feedback input (debounced), if the board has one: true = reports open.
+    pub fn feedback(&self, lock: OutputId) -> Option<bool> {
+        self.feedback.get(&lock).copied()
+    }
+
+    /// A burn-in is running.
+    pub fn burn_in_running(&self) -> bool {
+        self.burn_in.is_some()
+    }
+
     /// When a timer fires, if armed (for tests and diagnostics).
     pub fn timer(&self, timer: Timer) -> Option<Instant> {
         self.timers.get(timer)
@@ -415,6 +513,7 @@ impl Cabinet {
                     self.timers.set(Timer::Blink, now + BLINK_HALF_PERIOD);
                     self.apply_blink(now);
                 }
+                Timer::BurnInStep => self.burn_in_step(now),
             }
         }
     }
@@ -422,7 +521,16 @@ impl Cabinet {
     // ----- commands -----
 
     /// Unlock the door for `duration` (clamped to [`MAX_PULSE`]); while unlocked, moves the deadline.
-    pub fn unlock_door(&mut self, duration: Duration, now: Instant) {
+    /// Refused while a burn-in runs.
+    pub fn unlock_door(&mut self, duration: Duration, now: Instant) -> Result<(), CoreError> {
+        if self.burn_in.is_some() {
+            return Err(CoreError::BurnInRunning);
+        }
+        self.pulse_door(duration, now);
+        Ok(())
+    }
+
+    fn pulse_door(&mut self, duration: Duration, now: Instant) {
         if !self.door_unlocked {
             self.door_unlocked = true;
             self.opened_during_unlock = self.door_open;
@@ -434,18 +542,27 @@ impl Cabinet {
             .set(Timer::DoorUnlock, now + duration.min(MAX_PULSE));
     }
 
-    /// Lock the door now.
+    /// Lock the door now. Aborts a running burn-in (every lock locked).
     pub fn lock_door(&mut self, _now: Instant) {
+        self.abort_burn_in("LockDoor was called");
         self.relock_door();
     }
 
-    /// Release a slot's lock for `duration` (clamped to [`MAX_PULSE`]).
+    /// Release a slot's lock for `duration` (clamped to [`MAX_PULSE`]). Refused while a burn-in
+    /// runs.
     pub fn release_slot(
         &mut self,
         slot: u32,
         duration: Duration,
         now: Instant,
     ) -> Result<(), CoreError> {
+        if self.burn_in.is_some() {
+            return Err(CoreError::BurnInRunning);
+        }
+        self.pulse_slot(slot, duration, now)
+    }
+
+    fn pulse_slot(&mut self, slot: u32, duration: Duration, now: Instant) -> Result<(), CoreError> {
         let state = self
             .slots
             .get_mut(&slot)
@@ -502,7 +619,142 @@ impl Cabinet {
         Ok(())
     }
 
+    /// Start the factory burn-in: `cycles` times (1..=[`MAX_BURN_IN_CYCLES`]), each lock in turn
+    /// (door lock, then slot locks by number) is driven active with a pulse of twice `settle`
+    /// (`settle` clamped to [`MAX_BURN_IN_SETTLE`]); `settle` later its feedback is checked and it
+    /// is driven inactive; `settle` later the feedback is checked again. Ends with
+    /// [`Event::BurnInFinished`]. Refused with the door open, while a lock is active or another
+    /// burn-in runs.
+    pub fn start_burn_in(
+        &mut self,
+        cycles: u32,
+        settle: Duration,
+        now: Instant,
+    ) -> Result<(), CoreError> {
+        if self.burn_in.is_some() {
+            return Err(CoreError::BurnInRunning);
+        }
+        if !(1..=MAX_BURN_IN_CYCLES).contains(&cycles) {
+            return Err(CoreError::BurnInCycles(cycles));
+        }
+        if self.door_open {
+            return Err(CoreError::DoorOpen);
+        }
+        if self.door_unlocked {
+            return Err(CoreError::LockActive(OutputId::DoorLock.role()));
+        }
+        if let Some(s) = self.slots.values().find(|s| s.released) {
+            return Err(CoreError::LockActive(OutputId::SlotLock(s.number).role()));
+        }
+        let settle = settle.min(MAX_BURN_IN_SETTLE);
+        let locks = std::iter::once(OutputId::DoorLock)
+            .chain(
+                self.slots
+                    .values()
+                    .filter(|s| s.has_lock)
+                    .map(|s| OutputId::SlotLock(s.number)),
+            )
+            .map(|lock| LockBurnIn {
+                lock,
+                has_feedback: self.feedback.contains_key(&lock),
+                cycles: 0,
+                mismatches: Vec::new(),
+            })
+            .collect();
+        self.burn_in = Some(BurnIn {
+            report: BurnInReport {
+                cycles,
+                settle,
+                locks,
+                aborted: None,
+            },
+            lock: 0,
+            cycle: 1,
+            active: false,
+        });
+        self.burn_in_drive(now);
+        Ok(())
+    }
+
     // ----- internals -----
+
+    /// Drive the current burn-in lock active and arm the step timer.
+    fn burn_in_drive(&mut self, now: Instant) {
+        let Some(b) = self.burn_in.as_mut() else {
+            return;
+        };
+        b.active = true;
+        let settle = b.report.settle;
+        let lock = b.report.locks[b.lock].lock;
+        let pulse = (settle * 2).min(MAX_PULSE);
+        match lock {
+            OutputId::DoorLock => self.pulse_door(pulse, now),
+            OutputId::SlotLock(n) => drop(self.pulse_slot(n, pulse, now)),
+            OutputId::SlotLed(_) | OutputId::Buzzer => {}
+        }
+        self.timers.set(Timer::BurnInStep, now + settle);
+    }
+
+    /// The settle time passed: check the feedback, then relock, move on, or finish.
+    fn burn_in_step(&mut self, now: Instant) {
+        let Some(b) = self.burn_in.as_mut() else {
+            return;
+        };
+        let entry = &mut b.report.locks[b.lock];
+        let lock = entry.lock;
+        if let Some(read) = self.feedback.get(&lock).copied() {
+            if read != b.active {
+                entry.mismatches.push(Mismatch {
+                    cycle: b.cycle,
+                    driven: b.active,
+                    read,
+                });
+            }
+        }
+        if b.active {
+            b.active = false;
+            let settle = b.report.settle;
+            match lock {
+                OutputId::DoorLock => self.relock_door(),
+                OutputId::SlotLock(n) => self.relock_slot(n),
+                OutputId::SlotLed(_) | OutputId::Buzzer => {}
+            }
+            self.timers.set(Timer::BurnInStep, now + settle);
+            return;
+        }
+        entry.cycles += 1;
+        b.lock += 1;
+        if b.lock == b.report.locks.len() {
+            b.lock = 0;
+            b.cycle += 1;
+        }
+        if b.cycle > b.report.cycles {
+            if let Some(done) = self.burn_in.take() {
+                self.events.push_back(Event::BurnInFinished(done.report));
+            }
+            return;
+        }
+        self.burn_in_drive(now);
+    }
+
+    /// Stop a running burn-in, every lock locked, and report why.
+    fn abort_burn_in(&mut self, why: &str) {
+        let Some(mut b) = self.burn_in.take() else {
+            return;
+        };
+        self.timers.stop(Timer::BurnInStep);
+        self.relock_door();
+        let slots: Vec<u32> = self.slots.keys().copied().collect();
+        for n in slots {
+            self.relock_slot(n);
+        }
+        b.report.aborted = Some(format!(
+            "{why} (cycle {}, {})",
+            b.cycle,
+            b.report.locks[b.lock].lock.role()
+        ));
+        self.events.push_back(Event::BurnInFinished(b.report));
+    }
 
     fn set_output(&mut self, id: OutputId, active: bool) {
         if self.levels.insert(id, active) != Some(active) {
@@ -561,6 +813,10 @@ impl Cabinet {
                     self.events.push_back(Event::FingerTouched);
                 }
             }
+            InputId::LockFeedback(lock) => {
+                // Read by the burn-in; a fact, reported nowhere else.
+                self.feedback.insert(lock, active);
+            }
         }
     }
 
@@ -577,6 +833,8 @@ impl Cabinet {
                     active: true,
                 });
             }
+            // After the alarm check: a door that sprang open on its burn-in pulse was not forced.
+            self.abort_burn_in("the door opened");
             self.timers
                 .set(Timer::DoorHeldOpen, now + self.held_open_limit);
             return;

@@ -19,6 +19,9 @@ fn config(debounce: Duration) -> CabinetConfig {
         // Slot 3 has neither lock nor LED (door-only access).
         slots.insert(n, (n != 3, n != 3));
     }
+    // The door lock and slot 1's lock have feedback lines; slot 2's lock has none.
+    d.insert(InputId::LockFeedback(OutputId::DoorLock), debounce);
+    d.insert(InputId::LockFeedback(OutputId::SlotLock(1)), debounce);
     CabinetConfig {
         held_open: HELD_OPEN,
         debounce: d,
@@ -84,6 +87,36 @@ impl Harness {
     fn take_outputs(&mut self) -> Vec<SetOutput> {
         std::mem::take(&mut self.outputs)
     }
+
+    /// Like `advance`, with each lock's feedback wired to its output (except `broken` ones): every
+    /// lock level driven is fed back as that lock's feedback input at once.
+    fn advance_wired(&mut self, d: Duration, broken: &[OutputId]) {
+        let end = self.now + d;
+        while let Some(t) = self.cab.poll_timeout().filter(|t| *t <= end) {
+            self.now = self.now.max(t);
+            self.cab.handle_timeout(self.now);
+            self.wire(broken);
+        }
+        self.now = end;
+    }
+
+    fn wire(&mut self, broken: &[OutputId]) {
+        while let Some(o) = self.cab.poll_output() {
+            self.outputs.push(o);
+            if o.id.is_lock() && !broken.contains(&o.id) {
+                self.cab
+                    .handle_input(InputId::LockFeedback(o.id), o.active, self.now);
+            }
+        }
+        self.drain();
+    }
+
+    fn burn_in_report(&mut self) -> Option<BurnInReport> {
+        self.events.iter().find_map(|e| match e {
+            Event::BurnInFinished(r) => Some(r.clone()),
+            _ => None,
+        })
+    }
 }
 
 fn secs(s: u64) -> Duration {
@@ -118,7 +151,7 @@ fn start_drives_every_lock_locked_before_anything_else() {
 fn unlock_expires_by_itself() {
     let mut h = Harness::new();
     h.take_outputs();
-    h.cab.unlock_door(secs(5), h.now);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
     h.drain();
     assert_eq!(
         h.take_outputs(),
@@ -154,9 +187,9 @@ fn unlock_expires_by_itself() {
 fn unlock_again_moves_the_deadline_without_a_second_edge() {
     let mut h = Harness::new();
     h.take_outputs();
-    h.cab.unlock_door(secs(5), h.now);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
     h.advance(secs(3));
-    h.cab.unlock_door(secs(5), h.now);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
     h.drain();
     assert_eq!(
         h.take_outputs().len(),
@@ -172,7 +205,7 @@ fn unlock_again_moves_the_deadline_without_a_second_edge() {
 #[test]
 fn pulses_are_clamped_to_the_maximum() {
     let mut h = Harness::new();
-    h.cab.unlock_door(secs(3600), h.now);
+    h.cab.unlock_door(secs(3600), h.now).unwrap();
     assert_eq!(h.cab.timer(Timer::DoorUnlock), Some(h.now + MAX_PULSE));
     h.cab.release_slot(1, secs(3600), h.now).unwrap();
     assert_eq!(h.cab.timer(Timer::SlotRelease(1)), Some(h.now + MAX_PULSE));
@@ -181,7 +214,7 @@ fn pulses_are_clamped_to_the_maximum() {
 #[test]
 fn relock_on_close_after_an_opening() {
     let mut h = Harness::new();
-    h.cab.unlock_door(secs(10), h.now);
+    h.cab.unlock_door(secs(10), h.now).unwrap();
     h.drain();
     h.take_events();
     h.advance(secs(1));
@@ -209,7 +242,7 @@ fn relock_on_close_after_an_opening() {
 fn unlocking_an_open_door_relocks_when_it_closes() {
     let mut h = Harness::new();
     h.input(InputId::DoorSensor, true); // forced
-    h.cab.unlock_door(secs(10), h.now);
+    h.cab.unlock_door(secs(10), h.now).unwrap();
     h.drain();
     h.take_events();
     h.input(InputId::DoorSensor, false);
@@ -252,7 +285,7 @@ fn forced_door_is_opened_while_locked_and_clears_on_close() {
 #[test]
 fn opening_after_the_unlock_expired_is_forced() {
     let mut h = Harness::new();
-    h.cab.unlock_door(secs(2), h.now);
+    h.cab.unlock_door(secs(2), h.now).unwrap();
     h.advance(secs(3));
     h.take_events();
     h.input(InputId::DoorSensor, true);
@@ -265,7 +298,7 @@ fn opening_after_the_unlock_expired_is_forced() {
 #[test]
 fn door_held_open_past_the_limit_raises_and_closing_clears() {
     let mut h = Harness::new();
-    h.cab.unlock_door(secs(5), h.now);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
     h.input(InputId::DoorSensor, true);
     h.take_events();
     h.advance(HELD_OPEN - ms(1));
@@ -310,7 +343,7 @@ fn door_open_at_start_is_not_forced_but_can_be_held_open() {
 #[test]
 fn debounce_ignores_bounces_shorter_than_the_window() {
     let mut h = Harness::with(config(DEBOUNCE), &[]);
-    h.cab.unlock_door(secs(10), h.now);
+    h.cab.unlock_door(secs(10), h.now).unwrap();
     h.drain();
     h.take_events();
     for _ in 0..5 {
@@ -394,7 +427,7 @@ fn slots_without_their_own_lock_follow_the_door() {
         h.cab.set_indicator(3, IndicatorMode::On, h.now),
         Err(CoreError::NoSlotLed(3))
     );
-    h.cab.unlock_door(secs(5), h.now);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
     h.input(InputId::DoorSensor, true);
     h.take_events();
     h.input(InputId::SlotPresence(3), false);
@@ -492,6 +525,208 @@ fn beep_patterns_play_and_end_silent() {
     none.drain();
 }
 
+// ----- burn-in -----
+
+#[test]
+fn burn_in_cycles_every_lock_and_passes_when_the_feedback_follows() {
+    let mut h = Harness::new();
+    h.take_outputs();
+    h.cab.start_burn_in(3, ms(200), h.now).unwrap();
+    h.wire(&[]);
+    assert!(h.cab.burn_in_running());
+    // One lock at a time, with its ordinary pulse deadline (twice the settle time).
+    assert_eq!(
+        h.outputs,
+        [SetOutput {
+            id: OutputId::DoorLock,
+            active: true
+        }]
+    );
+    assert_eq!(h.cab.timer(Timer::DoorUnlock), Some(h.now + ms(400)));
+    assert_eq!(h.cab.feedback(OutputId::DoorLock), Some(true));
+    // 3 cycles x 3 locks x (active + inactive) x 200 ms.
+    h.advance_wired(ms(3 * 3 * 2 * 200), &[]);
+    let report = h.burn_in_report().expect("finished");
+    assert!(report.passed(), "{report:?}");
+    assert_eq!(
+        report
+            .locks
+            .iter()
+            .map(|l| (l.lock, l.has_feedback, l.cycles))
+            .collect::<Vec<_>>(),
+        [
+            (OutputId::DoorLock, true, 3),
+            (OutputId::SlotLock(1), true, 3),
+            (OutputId::SlotLock(2), false, 3)
+        ]
+    );
+    assert!(!h.cab.burn_in_running());
+    assert!(h.cab.door_locked());
+    assert!(h.cab.slots().all(|s| !s.released));
+    let actives: Vec<OutputId> = h
+        .take_outputs()
+        .into_iter()
+        .filter(|o| o.active)
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(
+        actives.len(),
+        9,
+        "each lock driven active once per cycle: {actives:?}"
+    );
+    assert_eq!(h.cab.poll_timeout(), None, "nothing left armed");
+}
+
+#[test]
+fn burn_in_names_the_lock_cycle_and_reading_when_the_feedback_does_not_follow() {
+    let mut h = Harness::new();
+    h.cab.start_burn_in(2, ms(100), h.now).unwrap();
+    h.wire(&[OutputId::SlotLock(1)]);
+    h.advance_wired(ms(2 * 3 * 2 * 100), &[OutputId::SlotLock(1)]);
+    let report = h.burn_in_report().expect("finished");
+    assert!(!report.passed());
+    let slot1 = &report.locks[1];
+    assert_eq!(slot1.lock, OutputId::SlotLock(1));
+    assert_eq!(
+        slot1.mismatches,
+        [
+            Mismatch {
+                cycle: 1,
+                driven: true,
+                read: false
+            },
+            Mismatch {
+                cycle: 2,
+                driven: true,
+                read: false
+            }
+        ],
+        "released but the feedback stayed locked; relocked it matches again"
+    );
+    assert!(report.locks[0].mismatches.is_empty());
+}
+
+#[test]
+fn a_stuck_open_feedback_fails_the_inactive_check() {
+    let mut h = Harness::new();
+    h.input(InputId::LockFeedback(OutputId::DoorLock), true);
+    h.cab.start_burn_in(1, ms(50), h.now).unwrap();
+    h.wire(&[OutputId::DoorLock]);
+    h.advance_wired(ms(3 * 2 * 50), &[OutputId::DoorLock]);
+    let report = h.burn_in_report().expect("finished");
+    assert_eq!(
+        report.locks[0].mismatches,
+        [Mismatch {
+            cycle: 1,
+            driven: false,
+            read: true
+        }]
+    );
+}
+
+#[test]
+fn burn_in_is_refused_with_the_door_open_or_a_lock_active_and_refuses_unlocks_while_running() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.cab.start_burn_in(0, ms(100), h.now),
+        Err(CoreError::BurnInCycles(0))
+    );
+    assert_eq!(
+        h.cab.start_burn_in(MAX_BURN_IN_CYCLES + 1, ms(100), h.now),
+        Err(CoreError::BurnInCycles(MAX_BURN_IN_CYCLES + 1))
+    );
+    h.input(InputId::DoorSensor, true);
+    assert_eq!(
+        h.cab.start_burn_in(1, ms(100), h.now),
+        Err(CoreError::DoorOpen)
+    );
+    h.input(InputId::DoorSensor, false);
+    h.cab.unlock_door(secs(5), h.now).unwrap();
+    assert_eq!(
+        h.cab.start_burn_in(1, ms(100), h.now),
+        Err(CoreError::LockActive("door-lock".into()))
+    );
+    h.cab.lock_door(h.now);
+    h.cab.release_slot(2, secs(5), h.now).unwrap();
+    assert_eq!(
+        h.cab.start_burn_in(1, ms(100), h.now),
+        Err(CoreError::LockActive("slot-2-lock".into()))
+    );
+    h.advance(secs(5));
+    h.cab.start_burn_in(1, ms(100), h.now).unwrap();
+    assert_eq!(
+        h.cab.start_burn_in(1, ms(100), h.now),
+        Err(CoreError::BurnInRunning)
+    );
+    assert_eq!(
+        h.cab.unlock_door(secs(5), h.now),
+        Err(CoreError::BurnInRunning)
+    );
+    assert_eq!(
+        h.cab.release_slot(1, secs(5), h.now),
+        Err(CoreError::BurnInRunning)
+    );
+    h.drain();
+}
+
+#[test]
+fn the_door_opening_aborts_the_burn_in_every_lock_locked_and_not_as_forced() {
+    let mut h = Harness::new();
+    h.cab.start_burn_in(3, ms(100), h.now).unwrap();
+    h.wire(&[]);
+    assert!(!h.cab.door_locked());
+    h.take_events();
+    // The door springs open on its burn-in pulse.
+    h.input(InputId::DoorSensor, true);
+    let report = h.burn_in_report().expect("aborted");
+    assert_eq!(
+        report.aborted.as_deref(),
+        Some("the door opened (cycle 1, door-lock)")
+    );
+    assert!(!report.passed());
+    assert!(h.cab.door_locked());
+    assert!(h.cab.slots().all(|s| !s.released));
+    assert!(!h.events.iter().any(|e| matches!(
+        e,
+        Event::DoorAlarm {
+            kind: DoorAlarmKind::Forced,
+            ..
+        }
+    )));
+    assert_eq!(h.cab.timer(Timer::BurnInStep), None);
+    h.cab.unlock_door(secs(1), h.now).unwrap();
+
+    // LockDoor aborts too.
+    let mut h = Harness::new();
+    h.cab.start_burn_in(1, ms(100), h.now).unwrap();
+    h.advance_wired(ms(250), &[]);
+    h.cab.lock_door(h.now);
+    h.drain();
+    let report = h.burn_in_report().expect("aborted");
+    assert_eq!(
+        report.aborted.as_deref(),
+        Some("LockDoor was called (cycle 1, slot-1-lock)")
+    );
+    assert!(h.cab.slots().all(|s| !s.released));
+}
+
+#[test]
+fn the_burn_in_pulse_ends_by_itself_even_if_the_step_timer_were_lost() {
+    let mut h = Harness::new();
+    h.cab
+        .start_burn_in(1, MAX_BURN_IN_SETTLE * 10, h.now)
+        .unwrap();
+    h.drain();
+    // Settle is clamped; the lock's own pulse deadline is armed, at most twice the settle time.
+    let deadline = h.cab.timer(Timer::DoorUnlock).expect("pulse armed");
+    assert_eq!(deadline, h.now + MAX_BURN_IN_SETTLE * 2);
+    assert!(deadline <= h.now + MAX_PULSE);
+    assert_eq!(
+        h.cab.timer(Timer::BurnInStep),
+        Some(h.now + MAX_BURN_IN_SETTLE)
+    );
+}
+
 // ----- exhaustive properties over random interleavings -----
 
 #[derive(Debug, Clone)]
@@ -503,6 +738,7 @@ enum Op {
     Beep(u8),
     Input(u8, bool),
     Advance(u64),
+    BurnIn(u32, u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -512,8 +748,9 @@ fn op() -> impl Strategy<Value = Op> {
         (0u32..5, 0u64..120_000).prop_map(|(s, d)| Op::Release(s, d)),
         (0u32..5, 0u8..3).prop_map(|(s, m)| Op::Indicator(s, m)),
         (0u8..4).prop_map(Op::Beep),
-        (0u8..6, any::<bool>()).prop_map(|(i, l)| Op::Input(i, l)),
+        (0u8..8, any::<bool>()).prop_map(|(i, l)| Op::Input(i, l)),
         (0u64..90_000).prop_map(Op::Advance),
+        (0u32..4, 0u64..20_000).prop_map(|(c, s)| Op::BurnIn(c, s)),
     ]
 }
 
@@ -522,6 +759,8 @@ fn input_id(i: u8) -> InputId {
         0 => InputId::DoorSensor,
         1 => InputId::Tamper,
         2 => InputId::FingerTouch,
+        6 => InputId::LockFeedback(OutputId::DoorLock),
+        7 => InputId::LockFeedback(OutputId::SlotLock(1)),
         n => InputId::SlotPresence(u32::from(n) - 2),
     }
 }
@@ -529,7 +768,7 @@ fn input_id(i: u8) -> InputId {
 fn apply(h: &mut Harness, op: &Op) {
     let now = h.now;
     match *op {
-        Op::Unlock(d) => h.cab.unlock_door(ms(d), now),
+        Op::Unlock(d) => drop(h.cab.unlock_door(ms(d), now)),
         Op::Lock => h.cab.lock_door(now),
         Op::Release(s, d) => drop(h.cab.release_slot(s, ms(d), now)),
         Op::Indicator(s, m) => drop(h.cab.set_indicator(
@@ -540,6 +779,7 @@ fn apply(h: &mut Harness, op: &Op) {
         Op::Beep(p) => drop(h.cab.beep(BeepPattern::ALL[usize::from(p)], now)),
         Op::Input(i, l) => h.cab.handle_input(input_id(i), l, now),
         Op::Advance(d) => h.advance(ms(d)),
+        Op::BurnIn(c, s) => drop(h.cab.start_burn_in(c, ms(s), now)),
     }
     h.drain();
 }
@@ -553,7 +793,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
     /// Fail-secure: whatever happens, an active lock line always has a pulse deadline at most
-    /// MAX_PULSE ahead, and once MAX_PULSE passes without a new unlock every lock line is locked.
+    /// MAX_PULSE ahead (burn-in pulses included), and once MAX_PULSE passes without a new unlock
+    /// (and any burn-in has ended) every lock line is locked.
     #[test]
     fn every_unlock_ends_by_itself(ops in proptest::collection::vec(op(), 0..60), debounce_ms in 0u64..30) {
         let mut h = Harness::with(config(ms(debounce_ms)), &[]);
@@ -570,7 +811,10 @@ proptest! {
             }
             prop_assert_eq!(h.cab.door_locked(), !levels[&OutputId::DoorLock]);
         }
-        h.advance(MAX_PULSE);
+        // A burn-in (at most 3 cycles x 3 locks x 2 x the 10 s settle limit here) drives its own
+        // pulses until it ends; after that and MAX_PULSE, everything is locked.
+        h.advance(secs(3 * 3 * 2 * 10) + MAX_PULSE);
+        prop_assert!(!h.cab.burn_in_running());
         let levels = line_levels(&h.outputs);
         prop_assert!(levels.iter().filter(|(id, _)| id.is_lock()).all(|(_, active)| !active), "{levels:?}");
     }

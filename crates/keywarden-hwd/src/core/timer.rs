@@ -20,6 +20,8 @@ pub enum Timer {
     Buzzer,
     /// Blinking LEDs toggle.
     Blink,
+    /// The burn-in's settle time passed: check the feedback, then the next step.
+    BurnInStep,
 }
 
 /// Deadlines by timer. At most one deadline per timer; setting it again moves it.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keywarden_dbus::hardware::HardwareError;
+use keywarden_dbus::hardware::{HardwareError, SelfTestResult};
 use keywarden_dbus::names::{HARDWARE_BUS_NAME, HARDWARE_PATH, HARDWARE_SIM_PATH};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -19,7 +19,7 @@ use zbus::Connection;
 
 use crate::backend::{self, BackendKind, Hardware, InputSample};
 use crate::board::Board;
-use crate::core::{Cabinet, CabinetConfig, Event, OutputId};
+use crate::core::{BurnInReport, Cabinet, CabinetConfig, Event, InputId, OutputId};
 use crate::error::{Error, Result};
 use crate::input::{KeyInput, KeypadDecoder, RawKey, ScanOutcome, WedgeDecoder};
 use crate::service::{
@@ -57,9 +57,15 @@ enum Decoder {
     Keypad(KeypadDecoder),
 }
 
+/// Where a caller's answer goes.
+type ReplyTx = tokio::sync::oneshot::Sender<Result<Reply, HardwareError>>;
+
 /// Everything the loop owns.
 struct Driver {
+    board: Board,
     cabinet: Cabinet,
+    /// The caller of the running burn-in, answered when the core reports it finished.
+    burn_in_reply: Option<ReplyTx>,
     hardware: Hardware,
     decoders: BTreeMap<String, Decoder>,
     fingerprint: Option<std_mpsc::Sender<Job>>,
@@ -144,7 +150,9 @@ pub async fn run(options: Options) -> Result<()> {
         })?;
 
     let mut driver = Driver {
+        board,
         cabinet,
+        burn_in_reply: None,
         hardware,
         decoders,
         fingerprint,
@@ -315,10 +323,11 @@ impl Driver {
     fn on_call(&mut self, call: Call) {
         let now = Instant::now();
         let result = match call.request {
-            Request::UnlockDoor(d) => {
-                self.cabinet.unlock_door(d, now);
-                Ok(Reply::Done)
-            }
+            Request::UnlockDoor(d) => self
+                .cabinet
+                .unlock_door(d, now)
+                .map(|()| Reply::Done)
+                .map_err(Into::into),
             Request::LockDoor => {
                 self.cabinet.lock_door(now);
                 Ok(Reply::Done)
@@ -345,6 +354,16 @@ impl Driver {
                 return self.fingerprint_job(call.reply, |tx| Job::Delete(id, tx))
             }
             Request::SelfTest => return self.self_test(call.reply),
+            Request::BurnIn { cycles, settle } => {
+                match self.cabinet.start_burn_in(cycles, settle, now) {
+                    Ok(()) => {
+                        tracing::info!(cycles, settle_ms = settle.as_millis(), "burn-in started");
+                        self.burn_in_reply = Some(call.reply);
+                        return;
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
         };
         drop(call.reply.send(result));
     }
@@ -410,6 +429,102 @@ impl Driver {
         });
     }
 
+    /// The burn-in's answer: a line per lock from the core's report, then every sensor read now.
+    fn burn_in_results(&self, report: &BurnInReport) -> Vec<SelfTestResult> {
+        let settle_ms = report.settle.as_millis();
+        let feedback_line = |lock: OutputId| {
+            self.board
+                .feedback()
+                .into_iter()
+                .find(|(id, _)| *id == InputId::LockFeedback(lock))
+                .map(|(_, l)| l.name.clone())
+        };
+        let mut results = Vec::new();
+        if let Some(why) = &report.aborted {
+            results.push(backend::failed("burn-in".into(), format!("aborted: {why}")));
+        }
+        for l in &report.locks {
+            let check = format!("lock:{}", l.lock.role());
+            let mut problems: Vec<String> = l
+                .mismatches
+                .iter()
+                .map(|m| {
+                    format!(
+                        "cycle {}: driven {}, feedback read {} after {settle_ms} ms",
+                        m.cycle,
+                        lock_word(l.lock, m.driven),
+                        lock_word(l.lock, m.read)
+                    )
+                })
+                .collect();
+            if l.cycles < report.cycles {
+                problems.push(format!(
+                    "completed {} of {} cycles",
+                    l.cycles, report.cycles
+                ));
+            }
+            let line = feedback_line(l.lock);
+            results.push(match (problems.is_empty(), line) {
+                (false, line) => backend::failed(
+                    check,
+                    format!(
+                        "{} (feedback line {})",
+                        problems.join("; "),
+                        line.map_or_else(|| "none".to_owned(), |n| format!("{n:?}"))
+                    ),
+                ),
+                (true, Some(line)) => backend::passed(
+                    check,
+                    format!(
+                        "{} cycles: feedback {line:?} followed each time ({settle_ms} ms settle)",
+                        l.cycles
+                    ),
+                ),
+                (true, None) => backend::passed(
+                    check,
+                    format!(
+                        "{} cycles driven; no feedback line in the board file: not verified",
+                        l.cycles
+                    ),
+                ),
+            });
+        }
+        for (id, spec) in self.board.inputs() {
+            if id == InputId::FingerTouch {
+                continue;
+            }
+            let check = format!("sensor:{}", id.role());
+            let line = &spec.name;
+            let active = match self.hardware.inputs.read(id) {
+                Ok(a) => a,
+                Err(e) => {
+                    results.push(backend::failed(check, format!("line {line:?}: {e}")));
+                    continue;
+                }
+            };
+            let (ok, what) = match id {
+                InputId::DoorSensor if active => (false, "open: the cabinet must be closed"),
+                InputId::DoorSensor => (true, "closed"),
+                InputId::Tamper if active => (false, "tampered: the enclosure must be closed"),
+                InputId::Tamper => (true, "not tampered"),
+                InputId::SlotPresence(_) if active => (true, "key present"),
+                InputId::SlotPresence(_) => (true, "empty"),
+                InputId::LockFeedback(_) if active => {
+                    (false, "reads open with the lock driven locked")
+                }
+                InputId::LockFeedback(_) => (true, "locked"),
+                InputId::FingerTouch => continue,
+            };
+            let detail = format!("{what} (line {line:?} reads {})", u8::from(active));
+            results.push(if ok {
+                backend::passed(check, detail)
+            } else {
+                backend::failed(check, detail)
+            });
+        }
+        results
+    }
+
     /// After every turn: drive outputs, report events, publish properties.
     async fn flush(&mut self) {
         while let Some(out) = self.cabinet.poll_output() {
@@ -422,6 +537,16 @@ impl Driver {
             if event == Event::FingerTouched {
                 if let Some(jobs) = &self.fingerprint {
                     drop(jobs.send(Job::Search));
+                }
+                continue;
+            }
+            if let Event::BurnInFinished(report) = event {
+                let results = self.burn_in_results(&report);
+                let failed = results.iter().filter(|r| !r.passed).count();
+                tracing::info!(checks = results.len(), failed, "burn-in finished");
+                match self.burn_in_reply.take() {
+                    Some(reply) => drop(reply.send(Ok(Reply::SelfTest(results)))),
+                    None => tracing::error!("burn-in finished with no caller waiting"),
                 }
                 continue;
             }
@@ -512,7 +637,16 @@ async fn emit_event(
             while_locked,
         } => HardwareService::slot_changed(emitter, slot, occupied, while_locked).await,
         Event::TamperChanged { active } => HardwareService::tamper_changed(emitter, active).await,
-        Event::FingerTouched => Ok(()),
+        Event::FingerTouched | Event::BurnInFinished(_) => Ok(()),
+    }
+}
+
+/// A lock's state in words: `unlocked`/`released` when active, else `locked`.
+fn lock_word(lock: OutputId, active: bool) -> &'static str {
+    match (lock, active) {
+        (_, false) => "locked",
+        (OutputId::DoorLock, true) => "unlocked",
+        (_, true) => "released",
     }
 }
 
