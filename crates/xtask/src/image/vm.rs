@@ -366,6 +366,40 @@ fn check_boot(checks: &mut Vec<Check>, boot: &str, report: &BootReport) {
     }
     let slot = report.first("slot").unwrap_or("none");
     check(checks, format!("{boot}: booted slot A"), slot == "A", slot);
+    // `KWBOOT diag ok <bytes> <ms> <verified> <file:state ...>`: built on the cabinet, verified
+    // with its device key, the journal and the database read.
+    let diag = report.first("diag").unwrap_or("not reported");
+    let fields: Vec<&str> = diag.split_whitespace().collect();
+    let collected = |file: &str| fields.iter().any(|f| *f == format!("{file}:ok"));
+    check(
+        checks,
+        format!("{boot}: diagnostic bundle built on the cabinet and verified with its key"),
+        fields.first() == Some(&"ok") && fields.get(3) == Some(&"yes"),
+        diag,
+    );
+    check(
+        checks,
+        format!("{boot}: the bundle holds the journal, kernel log, database, hardware and update state"),
+        ["journal.txt", "kernel.txt", "database.json", "hardware.json", "update.json"]
+            .iter()
+            .all(|f| collected(f)),
+        diag,
+    );
+}
+
+/// `KWBOOT diag` and `KWBOOT selftest` as figures for people.
+fn tool_figures(report: &BootReport) -> String {
+    let diag: Vec<&str> = report
+        .first("diag")
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let diag = match diag.as_slice() {
+        ["ok", bytes, ms, ..] => format!("diagnostic bundle {bytes} bytes in {ms} ms"),
+        _ => "diagnostic bundle failed".to_owned(),
+    };
+    let selftest = report.first("selftest").unwrap_or("not reported");
+    format!("{diag}; self-test (exit, passed, failed, ms, failures): {selftest}")
 }
 
 /// `cargo xtask vm-boot-test`: returns (passed, failed).
@@ -456,6 +490,7 @@ pub fn boot_test(args: &BootTestArgs) -> Result<(usize, usize)> {
             "vm-boot-test: {boot}: QEMU start to cabinet ready {ready} (guest uptime {guest} s); exposure {}",
             exposures.join(", ")
         );
+        println!("vm-boot-test: {boot}: {}", tool_figures(report));
     }
     let failed = checks.iter().filter(|c| !c.passed).count();
     let passed = checks.len() - failed;
