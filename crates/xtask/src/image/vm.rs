@@ -379,10 +379,18 @@ fn check_boot(checks: &mut Vec<Check>, boot: &str, report: &BootReport) {
     );
     check(
         checks,
-        format!("{boot}: the bundle holds the journal, kernel log, database, hardware and update state"),
-        ["journal.txt", "kernel.txt", "database.json", "hardware.json", "update.json"]
-            .iter()
-            .all(|f| collected(f)),
+        format!(
+            "{boot}: the bundle holds the journal, kernel log, database, hardware and update state"
+        ),
+        [
+            "journal.txt",
+            "kernel.txt",
+            "database.json",
+            "hardware.json",
+            "update.json",
+        ]
+        .iter()
+        .all(|f| collected(f)),
         diag,
     );
 }
