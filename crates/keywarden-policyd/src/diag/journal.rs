@@ -44,20 +44,14 @@ pub(super) async fn collect(
         .arg(format!("--since=@{since}"))
         .arg(format!("--lines={MAX_ENTRIES}"))
         .stdin(std::process::Stdio::null());
-    match source {
-        JournalSource::System => {
-            if kernel {
-                cmd.args(["--dmesg", "--boot"]);
-            }
-        }
-        JournalSource::Directory(dir) => {
-            cmd.arg("--directory").arg(dir);
-            if kernel {
-                cmd.arg("_TRANSPORT=kernel");
-            }
-        }
+    if let JournalSource::Directory(dir) = source {
+        cmd.arg("--directory").arg(dir);
     }
-    if !kernel {
+    if kernel {
+        // Not `--dmesg`: it implies `--boot`, which needs /proc/sys/kernel/random/boot_id, and
+        // policyd's unit hides /proc/sys (ProcSubset=pid). The time window does the job.
+        cmd.arg("_TRANSPORT=kernel");
+    } else {
         cmd.arg(format!("--unit={UNITS}"));
     }
     let output = tokio::time::timeout(TIMEOUT, cmd.output())
