@@ -1084,15 +1084,22 @@ fn power_cuts(
             .to_owned();
         let mut next_install = "already booted".to_owned();
         if problems.is_empty() && booted_release != version {
+            // The resume journal the cut left (chunks known to be on the slot), if any.
+            let (_, journal) = vm.json("cat /var/lib/keywarden/update/install-journal.json")?;
+            let journal_chunks = journal["chunks_done"].as_u64().unwrap_or(0);
             let (rc, result) = vm.json("keywarden --json update install")?;
             if rc == 0 && result["ok"] == true {
                 completed += 1;
-                let message = result["message"].as_str().unwrap_or("");
-                if message.contains("resum") {
+                if journal_chunks > 0 {
                     resumed += 1;
                 }
                 next_install = format!(
-                    "completed ({:.1} MB downloaded, {:.1} MB reused; {message})",
+                    "completed, {} ({:.1} MB downloaded, {:.1} MB reused or resumed)",
+                    if journal_chunks > 0 {
+                        format!("resumed after {journal_chunks} journalled chunks")
+                    } else {
+                        "from the start".to_owned()
+                    },
                     result["downloaded"].as_f64().unwrap_or(0.0) / 1e6,
                     result["reused"].as_f64().unwrap_or(0.0) / 1e6
                 );
