@@ -23,6 +23,7 @@ packages=(
     # keywarden-updated's boot backends, checked against the real tools: grub-editenv, fw_printenv
     # and fw_setenv, mkenvimage, and image/uboot/boot.cmd run in Debian's U-Boot under QEMU
     grub-common libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm
+    rauc  # keywarden-updated's install bench compares with RAUC installing the same payload
 )
 missing=()
 for p in "${packages[@]}"; do
