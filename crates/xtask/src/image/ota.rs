@@ -22,7 +22,7 @@
 //!   what was written). Each cycle prints the phase it cut (from the last update status seen:
 //!   starting, downloading, writing, read-back/activating, activated, trial boot, committed
 //!   boot) and the end the count per phase; the counts are printed, not asserted;
-//! - a release whose health check fails (TEST-ONLY: policyd made to fail by a drop-in in its
+//! - (before the cuts) a release whose health check fails (TEST-ONLY: policyd made to fail by a drop-in in its
 //!   root file system) boots on trial until its tries (3) are used up, the health check
 //!   failing and the guest rebooting each time; then GRUB boots the committed slot by itself,
 //!   and `keywarden update status --json` shows the bad slot not bootable.
@@ -59,11 +59,18 @@ pub struct UpdateTestArgs {
     pub verbose: bool,
 }
 
-/// A running VM with the test agent connected.
+/// A running VM with the test agent connected (QEMU is killed when it is dropped).
 struct Vm {
     child: Child,
     agent: BufReader<UnixStream>,
     booted_at: Instant,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Vm {
@@ -684,8 +691,9 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
         cuts: args.power_cuts,
         db_birth: db.trim().to_owned(),
     };
+    // The rollback first: its figures do not wait for the cuts.
+    let vm = rollback(vm, &guest, &releases, 1, &mut check)?;
     let vm = power_cuts(vm, &guest, &releases, &plan, &mut check)?;
-    let vm = rollback(vm, &guest, &releases, args.power_cuts + 1, &mut check)?;
     vm.power_cut();
 
     let failed = checks.iter().filter(|c| !c.passed).count();
@@ -772,8 +780,7 @@ struct Releases<'a> {
 impl Releases<'_> {
     /// Publishes bundle version `first + n` with the payload that differs from
     /// `booted_version`; `broken` makes it a TEST-ONLY broken release (see [`broken_rootfs`]).
-    /// Returns (bundle version, the payload's own version).
-    fn publish(&self, n: u64, booted_version: &str, broken: bool) -> Result<(String, String)> {
+    fn publish(&self, n: u64, booted_version: &str, broken: bool) -> Result<Published> {
         let version = bump(&self.first, n)?;
         let (payload_version, rootfs) = if self.payloads[0].0 == booted_version {
             &self.payloads[1]
@@ -791,7 +798,35 @@ impl Releases<'_> {
         resign(self.src, &rootfs, &version, &bundle)?;
         publish_next(self.src, &self.repo, &bundle)?;
         fs::remove_file(&bundle).map_err(Error::io(format!("removing {}", bundle.display())))?;
-        Ok((version, payload_version.clone()))
+        let bytes =
+            fs::read(&rootfs).map_err(Error::io(format!("reading {}", rootfs.display())))?;
+        Ok(Published {
+            version,
+            payload: payload_version.clone(),
+            sha256: keywarden_bundle::Digest::of(&bytes).to_hex(),
+            size: bytes.len() as u64,
+        })
+    }
+}
+
+/// A release a cycle published.
+struct Published {
+    /// The bundle's version.
+    version: String,
+    /// The version in its root file system's os-release.
+    payload: String,
+    /// The root file system's SHA-256 and size.
+    sha256: String,
+    size: u64,
+}
+
+impl Published {
+    /// Shell printing whether `slot` holds this root file system, byte for byte.
+    fn on_slot_cmd(&self, slot: &str) -> String {
+        format!(
+            "head -c {} /dev/disk/by-partlabel/root{slot} | sha256sum | grep -q ^{} && echo same || echo different",
+            self.size, self.sha256
+        )
     }
 }
 
@@ -848,7 +883,9 @@ fn broken_rootfs(rootfs: &Path, work: &Path) -> Result<PathBuf> {
         std::process::Command::new("mksquashfs")
             .arg(&tree)
             .arg(&out)
-            .args(["-comp", "zstd", "-noappend", "-quiet", "-no-progress"]),
+            // xz as in the image: GRUB reads the kernel from the slot's squashfs and knows no
+            // zstd (a zstd slot leaves GRUB at its prompt: see the report of issue 5).
+            .args(["-comp", "xz", "-noappend", "-quiet", "-no-progress"]),
     )?;
     fs::remove_dir_all(&tree).map_err(Error::io(format!("removing {}", tree.display())))?;
     Ok(out)
@@ -931,10 +968,12 @@ impl CutPhase {
 /// after the activation), the third lets the install complete and cuts the boot into the new
 /// slot at a random moment of the measured commit boot. After each cut the guest boots again
 /// and must run a committed slot with a healthy cabinet (hwd answering, policyd `ready`: its
-/// database passed `quick_check`), the same database file, an idle updater; a cut before the
-/// activation must not boot the slot being written, one after it must boot the new slot. Then
-/// the cut release is installed to completion (resuming what was written) unless it is
-/// already booted. Prints each cycle and the count of cuts per phase.
+/// database passed `quick_check`), the same database file, an idle updater; a slot whose
+/// write had begun may boot only if it holds the whole new root file system, byte for byte
+/// (then the activation came before the cut, whatever the last status seen said, and the cut
+/// is counted as after the activation); after the activation the new slot must boot. Then the
+/// cut release is installed to completion (resuming what was written) unless it is already
+/// booted. Prints each cycle and the count of cuts per phase.
 fn power_cuts(
     mut vm: Vm,
     guest: &Guest,
@@ -951,6 +990,9 @@ fn power_cuts(
         plan.commit_boot.as_secs_f64() * 1.15
     );
     let mut rng = Lcg(plan.seed);
+    // The window of the install cuts: the last whole install's duration (downloads vary with
+    // the payloads), the first one's to begin with.
+    let mut install_time = plan.install;
     let mut tally = std::collections::BTreeMap::<CutPhase, usize>::new();
     let mut survived = 0;
     let mut completed = 0;
@@ -963,14 +1005,15 @@ fn power_cuts(
         let (_, before) = vm.json("keywarden --json update status")?;
         let old = before["booted_slot"].as_str().unwrap_or("?").to_owned();
         let target = if old == "A" { "B" } else { "A" };
-        let (version, payload) = releases.publish(
-            cut as u64 + 1,
+        let release = releases.publish(
+            cut as u64 + 2,
             before["booted_version"].as_str().unwrap_or(""),
             false,
         )?;
+        let (version, payload) = (release.version.clone(), release.payload.clone());
         let in_boot = cut % 3 == 2;
-        let (phase, at, progress) = if !in_boot {
-            let window = plan.install.mul_f64(1.1).as_millis() as u64;
+        let (mut phase, at, progress) = if !in_boot {
+            let window = install_time.mul_f64(1.1).as_millis() as u64;
             let at = Duration::from_millis(rng.below(window));
             let t0 = Instant::now();
             let (rc, out) = vm.run("keywarden update install --no-wait")?;
@@ -1008,7 +1051,9 @@ fn power_cuts(
             )
         } else {
             // The install completes (the one after the previous cut); the boot into it is cut.
+            let t0 = Instant::now();
             let (rc, result) = vm.json("keywarden --json update install")?;
+            install_time = t0.elapsed();
             if rc != 0 || result["ok"] != true {
                 failure = Some(format!(
                     "cut {cut}: install of {version} failed: {} {}",
@@ -1039,7 +1084,6 @@ fn power_cuts(
             };
             (phase, at, "boot".to_owned())
         };
-        *tally.entry(phase).or_default() += 1;
 
         // The boot after the cut.
         vm = guest.start(&format!("after-cut-{cut}"))?;
@@ -1071,12 +1115,27 @@ fn power_cuts(
         if status["state"] != "idle" {
             problems.push(format!("updater state {}", status["state"]));
         }
-        if matches!(phase, CutPhase::Downloading | CutPhase::Writing) && booted == target {
-            problems.push(format!("booted slot {target}, whose write was cut"));
+        // The status seen last is a lower bound of where the cut landed. Once writing began,
+        // the target was unbootable until the install had read it back and activated it: if
+        // it booted, it must hold the whole new root file system, and the cut came after the
+        // activation.
+        let mut seen = String::new();
+        if phase >= CutPhase::Downloading && booted == target {
+            let (_, same) = vm.run(&release.on_slot_cmd(target))?;
+            if same.trim() != "same" {
+                problems.push(format!(
+                    "booted slot {target}, which does not hold the new root file system (cut while {})",
+                    phase.label()
+                ));
+            } else if phase < CutPhase::Activated {
+                seen = format!(" (last seen {}; the activation came first)", phase.label());
+                phase = CutPhase::Activated;
+            }
         }
         if phase >= CutPhase::Activated && booted != target {
             problems.push(format!("the activated slot {target} did not boot"));
         }
+        *tally.entry(phase).or_default() += 1;
         // The next install completes: the cut one, resumed, unless it is already booted (a
         // slot's `version` is its os-release's once booted, so the slot and phase tell).
         let release_booted = phase >= CutPhase::Activating && booted == target;
@@ -1096,7 +1155,11 @@ fn power_cuts(
             // The resume journal the cut left (chunks known to be on the slot), if any.
             let (_, journal) = vm.json("cat /var/lib/keywarden/update/install-journal.json")?;
             let journal_chunks = journal["chunks_done"].as_u64().unwrap_or(0);
+            let t0 = Instant::now();
             let (rc, result) = vm.json("keywarden --json update install")?;
+            if journal_chunks == 0 {
+                install_time = t0.elapsed();
+            }
             if rc == 0 && result["ok"] == true {
                 completed += 1;
                 if journal_chunks > 0 {
@@ -1120,7 +1183,7 @@ fn power_cuts(
             }
         }
         eprintln!(
-            "{TASK}: cut {cut:2} {version} (root fs {payload}) into {target}: {} at {:.1} s ({progress}) -> {}; next install {next_install}{}",
+            "{TASK}: cut {cut:2} {version} (root fs {payload}) into {target}: {}{seen} at {:.1} s ({progress}) -> {}; next install {next_install}{}",
             phase.label(),
             at.as_secs_f64(),
             summary(&status),
@@ -1204,11 +1267,12 @@ fn rollback(
     let (_, before) = vm.json("keywarden --json update status")?;
     let good = before["booted_slot"].as_str().unwrap_or("?").to_owned();
     let bad = if good == "A" { "B" } else { "A" };
-    let (version, payload) = releases.publish(
+    let release = releases.publish(
         n as u64,
         before["booted_version"].as_str().unwrap_or(""),
         true,
     )?;
+    let (version, payload) = (release.version, release.payload);
     let (rc, result) = vm.json("keywarden --json update install")?;
     let (_, status) = vm.json("keywarden --json update status")?;
     check(
@@ -1226,7 +1290,13 @@ fn rollback(
     let mut fallback = None;
     for boot in 1..=usize::from(TRY_BUDGET) + 2 {
         let mut vm = guest.start(&format!("rollback-{boot}"))?;
-        let ready = vm.wait_ready(guest.boot_timeout)?;
+        let Ok(ready) = vm.wait_ready(guest.boot_timeout) else {
+            trials.push(format!(
+                "boot {boot}: no test agent within {} s (see rollback-{boot}.log)",
+                guest.boot_timeout.as_secs()
+            ));
+            break;
+        };
         let (_, status) = vm.json("keywarden --json update status")?;
         if status["booted_slot"] != bad {
             fallback = Some((vm, status));
