@@ -195,7 +195,8 @@ impl Vm {
                 let bytes = engine.decode(out.trim()).ok()?;
                 output = String::from_utf8_lossy(&bytes).into_owned();
             } else if line.starts_with("KWAGENT rc ") {
-                return serde_json::from_str(&output).ok();
+                // Null while the updater is not on the bus yet.
+                return Some(serde_json::from_str(&output).unwrap_or_default());
             }
         }
     }
@@ -1024,7 +1025,9 @@ fn power_cuts(
             let deadline = t0 + at;
             let mut last = serde_json::Value::Null;
             while let Some(status) = vm.status_by(deadline) {
-                let state = status["state"].as_str().unwrap_or("").to_owned();
+                let Some(state) = status["state"].as_str().map(str::to_owned) else {
+                    continue;
+                };
                 last = status;
                 if state == "failed" || state == "installed" {
                     std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
@@ -1297,9 +1300,22 @@ fn rollback(
             ));
             break;
         };
-        let (_, status) = vm.json("keywarden --json update status")?;
-        if status["booted_slot"] != bad {
+        // The updater may not be on the bus yet when the agent is.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut status = serde_json::Value::Null;
+        while let Some(s) = vm.status_by(deadline) {
+            status = s;
+            if status["booted_slot"].is_string() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        if status["booted_slot"] == good.as_str() {
             fallback = Some((vm, status));
+            break;
+        }
+        if status["booted_slot"] != bad {
+            trials.push(format!("boot {boot}: no update status ({status})"));
             break;
         }
         let on_trial = !slot_committed(&status, bad);
