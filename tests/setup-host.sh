@@ -25,6 +25,7 @@ packages=(
     grub-common libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm
     # diagnostic bundles: journalctl, and systemd-journal-remote to write the test's journal files
     systemd systemd-journal-remote
+    rauc  # keywarden-updated's install bench compares with RAUC installing the same payload
 )
 missing=()
 for p in "${packages[@]}"; do

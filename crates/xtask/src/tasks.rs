@@ -69,6 +69,7 @@ pub fn test(args: &VmArgs) -> Result<()> {
             let update = crate::image::ota::update_test(&crate::image::ota::UpdateTestArgs {
                 image: None,
                 power_cuts: 20,
+                seed: None,
                 verbose: args.verbose,
             });
             stages.push(stage_of("image OTA update test", update));

@@ -11,9 +11,21 @@
 //!   leaves slot B unbootable; expired metadata is refused;
 //! - an install from the repository writes B, activates it on trial; a reboot boots B and its
 //!   health check commits it;
-//! - power cuts (QEMU killed) at random moments of the next install and of the boot that
-//!   commits it: every time the cabinet boots a working, committed slot, and the install
-//!   completed afterwards (resuming what was written) boots and commits.
+//! - power cuts (QEMU killed, `--power-cuts N`, default 20, at seeded random moments; the
+//!   seed is printed and `--seed` replays it): every cycle publishes a newer release (one of
+//!   the two root file systems built, re-signed with a higher version: see `Releases` for
+//!   what that does and does not show) and cuts its install (at a random moment of the
+//!   measured install time) or, every third cycle, the boot that commits it (at a random
+//!   moment of the measured commit boot). After each cut the cabinet boots a working,
+//!   committed slot (never a half-written one; the activated one once activated), the
+//!   database is the same file and in service, and the cut install then completes (resuming
+//!   what was written). Each cycle prints the phase it cut (from the last update status seen:
+//!   starting, downloading, writing, read-back/activating, activated, trial boot, committed
+//!   boot) and the end the count per phase; the counts are printed, not asserted;
+//! - (before the cuts) a release whose health check fails (TEST-ONLY: policyd made to fail by a drop-in in its
+//!   root file system) boots on trial until its tries (3) are used up, the health check
+//!   failing and the guest rebooting each time; then GRUB boots the committed slot by itself,
+//!   and `keywarden update status --json` shows the bad slot not bootable.
 
 use super::vm::{check_as, copy_sparse, default_image, qemu, require_image, Check, OVMF_VARS};
 use super::ImageArgs;
@@ -39,16 +51,26 @@ pub struct UpdateTestArgs {
     /// Power cuts during the second install and the boot that commits it.
     #[arg(long, default_value_t = 20)]
     pub power_cuts: usize,
+    /// Seed of the cut moments (default: from the clock; printed, so a run can be replayed).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Echo the guest's serial console.
     #[arg(long, short)]
     pub verbose: bool,
 }
 
-/// A running VM with the test agent connected.
+/// A running VM with the test agent connected (QEMU is killed when it is dropped).
 struct Vm {
     child: Child,
     agent: BufReader<UnixStream>,
     booted_at: Instant,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Vm {
@@ -117,19 +139,66 @@ impl Vm {
     }
 
     fn read_line(&mut self, timeout: Duration) -> Result<String> {
+        self.read_line_until(Instant::now() + timeout)?
+            .ok_or_else(|| Error::Setup("the test agent did not answer in time".into()))
+    }
+
+    /// Reads one line from the agent; `None` once `deadline` has passed.
+    fn read_line_until(&mut self, deadline: Instant) -> Result<Option<String>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
         self.agent
             .get_ref()
-            .set_read_timeout(Some(timeout))
+            .set_read_timeout(Some(left))
             .map_err(Error::io("setting the agent's read timeout"))?;
         let mut line = String::new();
-        let n = self
-            .agent
-            .read_line(&mut line)
-            .map_err(Error::io("reading from the test agent"))?;
-        if n == 0 {
-            return Err(Error::Setup("the test agent closed the connection".into()));
+        match self.agent.read_line(&mut line) {
+            Ok(0) => Err(Error::Setup("the test agent closed the connection".into())),
+            Ok(_) => Ok(Some(line.trim_end().to_owned())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::io("reading from the test agent")(e)),
         }
-        Ok(line.trim_end().to_owned())
+    }
+
+    /// Waits for the agent's `KWAGENT ready` until `deadline`: `false` if it was not seen by
+    /// then (or the guest went away).
+    fn ready_by(&mut self, deadline: Instant) -> bool {
+        loop {
+            match self.read_line_until(deadline) {
+                Ok(Some(line)) if line == "KWAGENT ready" => return true,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// `keywarden --json update status`, unless `deadline` passes first (or the guest went
+    /// away): then `None`, and the agent is out of step (the caller cuts the power).
+    fn status_by(&mut self, deadline: Instant) -> Option<serde_json::Value> {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let command = "keywarden --json update status 2>/dev/null";
+        writeln!(self.agent.get_mut(), "{}", engine.encode(command)).ok()?;
+        let mut output = String::new();
+        loop {
+            let line = self.read_line_until(deadline).ok()??;
+            if let Some(out) = line.strip_prefix("KWAGENT out ") {
+                let bytes = engine.decode(out.trim()).ok()?;
+                output = String::from_utf8_lossy(&bytes).into_owned();
+            } else if line.starts_with("KWAGENT rc ") {
+                // Null while the updater is not on the bus yet.
+                return Some(serde_json::from_str(&output).unwrap_or_default());
+            }
+        }
     }
 
     /// Waits for the agent's `KWAGENT ready`; returns the time since QEMU started.
@@ -446,7 +515,7 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     let after = bump(&current, 2)?;
     let step = Instant::now();
     let next_bundle = release(&src, &next, &src.join("target/image-next"))?;
-    let after_bundle = release(&src, &after, &src.join("target/image-after"))?;
+    release(&src, &after, &src.join("target/image-after"))?;
     eprintln!(
         "{TASK}: releases {next} and {after} ready in {:.0?}",
         step.elapsed()
@@ -562,6 +631,17 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     // Boot 2: slot B on trial, committed by its health check.
     let mut vm = Vm::start(&disk, &vars, &dir, "boot-2", args.verbose)?;
     vm.wait_ready(boot_timeout)?;
+    // How long a boot takes to commit a new slot (from QEMU's start): the window of the cuts
+    // during the commit boot below.
+    let mut commit_boot = boot_timeout;
+    while vm.booted_at.elapsed() < boot_timeout {
+        let (_, status) = vm.json("keywarden --json update status")?;
+        if slot_committed(&status, "B") {
+            commit_boot = vm.booted_at.elapsed();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let status = vm.settled_status()?;
     check(
         format!("slot B boots {next} and its health check commits it"),
@@ -575,102 +655,47 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
     check(
         "the database on the data partition is the one from before the update".into(),
         !db.trim().is_empty() && db.trim() != "0",
-        format!("birth time {}", db.trim()),
+        format!(
+            "birth time {}; the boot committed B {:.1} s after QEMU started",
+            db.trim(),
+            commit_boot.as_secs_f64()
+        ),
     );
 
-    // Power cuts during the next install (B -> A) and the boot that commits it.
-    publish_next(&src, &www.join("good"), &after_bundle)?;
-    vm.run("rm -rf /var/lib/keywarden/update/tuf")?;
-    let mut rng = Lcg(0x6b65_7977_6172_6465);
-    let mut survived = 0;
-    let mut cut_log = Vec::new();
-    for cut in 0..args.power_cuts {
-        // Alternate: cut during the install, or during the boot into the installed slot.
-        let during_boot = cut % 4 == 3;
-        if during_boot {
-            let (rc, _) = vm.run("keywarden update install")?;
-            if rc == 0 {
-                vm.reboot(Duration::from_secs(120));
-                let vm2 = Vm::start(&disk, &vars, &dir, &format!("cut-{cut}"), args.verbose)?;
-                std::thread::sleep(Duration::from_millis(rng.below(25_000)));
-                vm2.power_cut();
-            } else {
-                vm.power_cut();
-            }
-        } else {
-            vm.run("keywarden update install --no-wait")?;
-            std::thread::sleep(Duration::from_millis(rng.below(12_000)));
-            vm.power_cut();
-        }
-        vm = Vm::start(
-            &disk,
-            &vars,
-            &dir,
-            &format!("after-cut-{cut}"),
-            args.verbose,
-        )?;
-        let ok = match vm.wait_ready(boot_timeout) {
-            Ok(_) => {
-                let status = vm.settled_status()?;
-                let booted = status["booted_slot"].as_str().unwrap_or("?").to_owned();
-                let (health, _) = vm.run("keywarden-updated health-check --timeout 60")?;
-                let good = health == 0 && slot_committed(&status, &booted);
-                cut_log.push(format!(
-                    "{}{}: {}",
-                    if during_boot { "boot" } else { "install" },
-                    cut,
-                    summary(&status)
-                ));
-                good
-            }
-            Err(e) => {
-                cut_log.push(format!("cut {cut}: {e}"));
-                false
-            }
-        };
-        if ok {
-            survived += 1;
-        } else {
-            break;
-        }
-    }
-    check(
-        format!(
-            "after each of {} power cuts the cabinet boots a working, committed slot",
-            args.power_cuts
-        ),
-        survived == args.power_cuts,
-        format!(
-            "{survived} survived; last: {}",
-            cut_log.last().cloned().unwrap_or_default()
-        ),
-    );
-    let (_, status) = vm.json("keywarden --json update status")?;
-    if status["booted_version"] != after.as_str() {
-        let (rc, result) = vm.json("keywarden --json update install")?;
-        check(
-            format!("the install of {after} interrupted by the cuts completes"),
-            rc == 0 && result["ok"] == true,
-            format!(
-                "{} bytes downloaded, {} reused or resumed; {} {}",
-                result["downloaded"], result["reused"], result["code"], result["message"]
+    // Power cuts: every cycle publishes a newer release and cuts its install or the boot that
+    // commits it; then a release whose health check fails, which must roll back by itself.
+    let guest = Guest {
+        disk: &disk,
+        vars: &vars,
+        dir: &dir,
+        verbose: args.verbose,
+        boot_timeout,
+    };
+    let releases = Releases {
+        src: &src,
+        repo: www.join("good"),
+        work: dir.join("releases"),
+        first: after.clone(),
+        payloads: [
+            (next.clone(), src.join("target/image-next/rootfs.squashfs")),
+            (
+                after.clone(),
+                src.join("target/image-after/rootfs.squashfs"),
             ),
-        );
-        vm.reboot(Duration::from_secs(120));
-        vm = Vm::start(&disk, &vars, &dir, "final", args.verbose)?;
-        vm.wait_ready(boot_timeout)?;
-    }
-    let status = vm.settled_status()?;
-    check(
-        format!("{after} boots and commits after the cuts"),
-        status["booted_version"] == after.as_str()
-            && slot_committed(&status, status["booted_slot"].as_str().unwrap_or("?")),
-        summary(&status),
-    );
+        ],
+    };
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let plan = CutPlan {
+        install: took,
+        commit_boot,
+        seed,
+        cuts: args.power_cuts,
+        db_birth: db.trim().to_owned(),
+    };
+    // The rollback first: its figures do not wait for the cuts.
+    let vm = rollback(vm, &guest, &releases, 1, &mut check)?;
+    let vm = power_cuts(vm, &guest, &releases, &plan, &mut check)?;
     vm.power_cut();
-    for line in &cut_log {
-        eprintln!("{TASK}: {line}");
-    }
 
     let failed = checks.iter().filter(|c| !c.passed).count();
     let passed = checks.len() - failed;
@@ -715,4 +740,632 @@ impl Lcg {
             .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n.max(1)
     }
+}
+
+/// How the guest is started for each boot.
+struct Guest<'a> {
+    disk: &'a Path,
+    vars: &'a Path,
+    dir: &'a Path,
+    verbose: bool,
+    boot_timeout: Duration,
+}
+
+impl Guest<'_> {
+    fn start(&self, name: &str) -> Result<Vm> {
+        Vm::start(self.disk, self.vars, self.dir, name, self.verbose)
+    }
+}
+
+/// The releases of the cut cycles: each is one of the two root file systems already built,
+/// re-signed as a bundle with a higher version and published into the repository.
+///
+/// What this shows and what not: the device's anti-rollback compares a bundle's version with
+/// the booted system's (`IMAGE_VERSION` in its os-release), so a bundle `0.1.7` carrying the
+/// `0.1.1` root file system is newer than a booted `0.1.2` and is installed; the slot's saved
+/// manifest then says `0.1.7` while the booted os-release says `0.1.1`. Every cycle writes the
+/// root file system that differs from the booted one (so the written slot's content really
+/// changes, part copied from the active slot, part downloaded). It shows installs, resumes
+/// and commits of real, different root file systems under power cuts; it does not show a
+/// version bump inside the image (only the `--version` releases `next` and `after` do).
+struct Releases<'a> {
+    src: &'a Path,
+    repo: PathBuf,
+    work: PathBuf,
+    /// The release the cycles count up from (`after`: the cycles publish after+1, after+2, ...).
+    first: String,
+    /// (version in its os-release, root file system) of the two releases built.
+    payloads: [(String, PathBuf); 2],
+}
+
+impl Releases<'_> {
+    /// Publishes bundle version `first + n` with the payload that differs from
+    /// `booted_version`; `broken` makes it a TEST-ONLY broken release (see [`broken_rootfs`]).
+    fn publish(&self, n: u64, booted_version: &str, broken: bool) -> Result<Published> {
+        let version = bump(&self.first, n)?;
+        let (payload_version, rootfs) = if self.payloads[0].0 == booted_version {
+            &self.payloads[1]
+        } else {
+            &self.payloads[0]
+        };
+        fs::create_dir_all(&self.work)
+            .map_err(Error::io(format!("creating {}", self.work.display())))?;
+        let rootfs = if broken {
+            broken_rootfs(rootfs, &self.work)?
+        } else {
+            rootfs.clone()
+        };
+        let bundle = self.work.join(format!("keywarden-{version}.kwb"));
+        resign(self.src, &rootfs, &version, &bundle)?;
+        publish_next(self.src, &self.repo, &bundle)?;
+        fs::remove_file(&bundle).map_err(Error::io(format!("removing {}", bundle.display())))?;
+        let bytes =
+            fs::read(&rootfs).map_err(Error::io(format!("reading {}", rootfs.display())))?;
+        Ok(Published {
+            version,
+            payload: payload_version.clone(),
+            sha256: keywarden_bundle::Digest::of(&bytes).to_hex(),
+            size: bytes.len() as u64,
+        })
+    }
+}
+
+/// A release a cycle published.
+struct Published {
+    /// The bundle's version.
+    version: String,
+    /// The version in its root file system's os-release.
+    payload: String,
+    /// The root file system's SHA-256 and size.
+    sha256: String,
+    size: u64,
+}
+
+impl Published {
+    /// Shell printing whether `slot` holds this root file system, byte for byte.
+    fn on_slot_cmd(&self, slot: &str) -> String {
+        format!(
+            "head -c {} /dev/disk/by-partlabel/root{slot} | sha256sum | grep -q ^{} && echo same || echo different",
+            self.size, self.sha256
+        )
+    }
+}
+
+/// Signs `rootfs` as the qemu board's bundle of `version` with the TEST-ONLY key.
+fn resign(src: &Path, rootfs: &Path, version: &str, out: &Path) -> Result<()> {
+    use keywarden_bundle::{create, keys, CreateSpec};
+    let key = keys::load_signing_key(&src.join(super::bundle::TEST_ONLY_KEY))
+        .map_err(|e| Error::Setup(format!("loading the test-only key: {e}")))?;
+    let spec = CreateSpec {
+        version: version.to_owned(),
+        compatible: "keywarden-qemu-x86_64".to_owned(),
+        created: 1_790_000_000,
+        build_id: None,
+        payloads: vec![("rootfs".to_owned(), rootfs.to_path_buf())],
+    };
+    let mut writer = std::io::BufWriter::new(
+        fs::File::create(out).map_err(Error::io(format!("creating {}", out.display())))?,
+    );
+    create(&spec, &key, &mut writer)
+        .map_err(|e| Error::Setup(format!("creating bundle {version}: {e}")))?;
+    writer
+        .flush()
+        .map_err(Error::io(format!("writing {}", out.display())))
+}
+
+/// TEST-ONLY: `rootfs` with `keywarden-policyd` made to fail at every start (a drop-in in
+/// `/etc` replacing its `ExecStart` with `/bin/false`), as a broken release would be: the
+/// policy service never answers, so the boot health check of a slot holding it fails.
+fn broken_rootfs(rootfs: &Path, work: &Path) -> Result<PathBuf> {
+    let tree = work.join("broken-tree");
+    let out = work.join("rootfs-broken.squashfs");
+    for old in [&tree, &out] {
+        if old.is_dir() {
+            fs::remove_dir_all(old).map_err(Error::io(format!("removing {}", old.display())))?;
+        } else if old.exists() {
+            fs::remove_file(old).map_err(Error::io(format!("removing {}", old.display())))?;
+        }
+    }
+    crate::cmd::run(
+        std::process::Command::new("unsquashfs")
+            .args(["-quiet", "-no-progress", "-dest"])
+            .arg(&tree)
+            .arg(rootfs),
+    )?;
+    let dropin = tree.join("etc/systemd/system/keywarden-policyd.service.d");
+    fs::create_dir_all(&dropin).map_err(Error::io(format!("creating {}", dropin.display())))?;
+    fs::write(
+        dropin.join("zz-test-only-broken.conf"),
+        "# TEST-ONLY (vm-update-test): a broken release; policyd never starts.\n\
+         [Service]\nExecStart=\nExecStart=/bin/false\n",
+    )
+    .map_err(Error::io("writing the broken release's drop-in"))?;
+    crate::cmd::run(
+        std::process::Command::new("mksquashfs")
+            .arg(&tree)
+            .arg(&out)
+            // xz as in the image: GRUB reads the kernel from the slot's squashfs and knows no
+            // zstd (a zstd slot leaves GRUB at its prompt: see the report of issue 5).
+            .args(["-comp", "xz", "-noappend", "-quiet", "-no-progress"]),
+    )?;
+    fs::remove_dir_all(&tree).map_err(Error::io(format!("removing {}", tree.display())))?;
+    Ok(out)
+}
+
+/// A seed for the cut moments from the clock.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x6b65_7977_6172_6465, |d| d.as_nanos() as u64)
+}
+
+/// The cut cycles' parameters, from the measured first install and commit boot.
+struct CutPlan {
+    /// How long the first install (A -> B) took.
+    install: Duration,
+    /// From QEMU's start to the committed slot, in the first boot of a new slot.
+    commit_boot: Duration,
+    seed: u64,
+    cuts: usize,
+    /// The database's birth time (the same file must survive every cut).
+    db_birth: String,
+}
+
+/// Where a power cut landed: the last update status seen before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CutPhase {
+    /// The install was started, no chunk seen yet (TUF metadata, the bundle's head).
+    Starting,
+    /// Chunks fetched over HTTPS and written.
+    Downloading,
+    /// Chunks copied from the active slot and written.
+    Writing,
+    /// The final sync and read-back, then the activation.
+    Activating,
+    /// The new slot activated on trial, not rebooted yet.
+    Activated,
+    /// The boot of the new slot, before its health check committed it.
+    TrialBoot,
+    /// The boot of the new slot, after the commit.
+    Committed,
+}
+
+impl CutPhase {
+    const ALL: [CutPhase; 7] = [
+        CutPhase::Starting,
+        CutPhase::Downloading,
+        CutPhase::Writing,
+        CutPhase::Activating,
+        CutPhase::Activated,
+        CutPhase::TrialBoot,
+        CutPhase::Committed,
+    ];
+
+    fn of_state(state: &str) -> CutPhase {
+        match state {
+            "downloading" => CutPhase::Downloading,
+            "installing" => CutPhase::Writing,
+            "verifying" => CutPhase::Activating,
+            "installed" => CutPhase::Activated,
+            _ => CutPhase::Starting,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            CutPhase::Starting => "starting (metadata, head)",
+            CutPhase::Downloading => "downloading",
+            CutPhase::Writing => "writing (reused chunks)",
+            CutPhase::Activating => "read-back/activating",
+            CutPhase::Activated => "activated, before reboot",
+            CutPhase::TrialBoot => "trial boot",
+            CutPhase::Committed => "committed boot",
+        }
+    }
+}
+
+/// The power-cut cycles. Each publishes a newer release (see [`Releases`]); two of three cut
+/// its install at a random moment of the measured install time (slightly more, so some land
+/// after the activation), the third lets the install complete and cuts the boot into the new
+/// slot at a random moment of the measured commit boot. After each cut the guest boots again
+/// and must run a committed slot with a healthy cabinet (hwd answering, policyd `ready`: its
+/// database passed `quick_check`), the same database file, an idle updater; a slot whose
+/// write had begun may boot only if it holds the whole new root file system, byte for byte
+/// (then the activation came before the cut, whatever the last status seen said, and the cut
+/// is counted as after the activation); after the activation the new slot must boot. Then the
+/// cut release is installed to completion (resuming what was written) unless it is already
+/// booted. Prints each cycle and the count of cuts per phase.
+fn power_cuts(
+    mut vm: Vm,
+    guest: &Guest,
+    releases: &Releases,
+    plan: &CutPlan,
+    check: &mut dyn FnMut(String, bool, String),
+) -> Result<Vm> {
+    eprintln!(
+        "{TASK}: {} power cuts, seed {} (replay with --seed {}); install window {:.1} s, commit boot {:.1} s",
+        plan.cuts,
+        plan.seed,
+        plan.seed,
+        plan.install.as_secs_f64() * 1.1,
+        plan.commit_boot.as_secs_f64() * 1.15
+    );
+    let mut rng = Lcg(plan.seed);
+    // The window of the install cuts: the last whole install's duration (downloads vary with
+    // the payloads), the first one's to begin with.
+    let mut install_time = plan.install;
+    let mut tally = std::collections::BTreeMap::<CutPhase, usize>::new();
+    let mut survived = 0;
+    let mut completed = 0;
+    let mut resumed = 0;
+    let mut failure = None;
+    let started = Instant::now();
+    // The last cycle's release: (version, its root file system's version, its slot).
+    let mut last_release = (String::new(), String::new(), String::new());
+    for cut in 0..plan.cuts {
+        let (_, before) = vm.json("keywarden --json update status")?;
+        let old = before["booted_slot"].as_str().unwrap_or("?").to_owned();
+        let target = if old == "A" { "B" } else { "A" };
+        let release = releases.publish(
+            cut as u64 + 2,
+            before["booted_version"].as_str().unwrap_or(""),
+            false,
+        )?;
+        let (version, payload) = (release.version.clone(), release.payload.clone());
+        let in_boot = cut % 3 == 2;
+        let (mut phase, at, progress) = if !in_boot {
+            let window = install_time.mul_f64(1.1).as_millis() as u64;
+            let at = Duration::from_millis(rng.below(window));
+            let t0 = Instant::now();
+            let (rc, out) = vm.run("keywarden update install --no-wait")?;
+            if rc != 0 {
+                failure = Some(format!("cut {cut}: install did not start: {}", out.trim()));
+                break;
+            }
+            let deadline = t0 + at;
+            let mut last = serde_json::Value::Null;
+            while let Some(status) = vm.status_by(deadline) {
+                let Some(state) = status["state"].as_str().map(str::to_owned) else {
+                    continue;
+                };
+                last = status;
+                if state == "failed" || state == "installed" {
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    break;
+                }
+            }
+            if last["state"] == "failed" {
+                failure = Some(format!(
+                    "cut {cut}: the install failed before the cut: {}",
+                    last["last_error"]
+                ));
+                break;
+            }
+            vm.power_cut();
+            let progress = format!(
+                "{:.1}/{:.1} MB",
+                last["bytes_done"].as_f64().unwrap_or(0.0) / 1e6,
+                last["bytes_total"].as_f64().unwrap_or(0.0) / 1e6
+            );
+            (
+                CutPhase::of_state(last["state"].as_str().unwrap_or("")),
+                at,
+                progress,
+            )
+        } else {
+            // The install completes (the one after the previous cut); the boot into it is cut.
+            let t0 = Instant::now();
+            let (rc, result) = vm.json("keywarden --json update install")?;
+            install_time = t0.elapsed();
+            if rc != 0 || result["ok"] != true {
+                failure = Some(format!(
+                    "cut {cut}: install of {version} failed: {} {}",
+                    result["code"], result["message"]
+                ));
+                break;
+            }
+            vm.reboot(Duration::from_secs(120));
+            let window = plan.commit_boot.mul_f64(1.15).as_millis() as u64;
+            let at = Duration::from_millis(rng.below(window));
+            let mut trial = guest.start(&format!("cut-{cut}"))?;
+            let deadline = trial.booted_at + at;
+            let mut committed = false;
+            if trial.ready_by(deadline) {
+                while let Some(status) = trial.status_by(deadline) {
+                    if status["booted_slot"] == target && slot_committed(&status, target) {
+                        committed = true;
+                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                        break;
+                    }
+                }
+            }
+            trial.power_cut();
+            let phase = if committed {
+                CutPhase::Committed
+            } else {
+                CutPhase::TrialBoot
+            };
+            (phase, at, "boot".to_owned())
+        };
+
+        // The boot after the cut.
+        vm = guest.start(&format!("after-cut-{cut}"))?;
+        if let Err(e) = vm.wait_ready(guest.boot_timeout) {
+            failure = Some(format!("cut {cut} ({}): no boot: {e}", phase.label()));
+            break;
+        }
+        let status = vm.settled_status()?;
+        let booted = status["booted_slot"].as_str().unwrap_or("?").to_owned();
+        let (health, health_out) = vm.run("keywarden-updated health-check --timeout 60")?;
+        let (_, birth) = vm.run("stat -c %W /var/lib/keywarden/keywarden.db")?;
+        let mut problems = Vec::new();
+        if !slot_committed(&status, &booted) {
+            problems.push("the booted slot is not committed".to_owned());
+        }
+        if health != 0 {
+            problems.push(format!(
+                "health check: {}",
+                health_out.trim().replace('\n', "; ")
+            ));
+        }
+        if birth.trim() != plan.db_birth {
+            problems.push(format!(
+                "database birth time {} (was {})",
+                birth.trim(),
+                plan.db_birth
+            ));
+        }
+        if status["state"] != "idle" {
+            problems.push(format!("updater state {}", status["state"]));
+        }
+        // The status seen last is a lower bound of where the cut landed. Once writing began,
+        // the target was unbootable until the install had read it back and activated it: if
+        // it booted, it must hold the whole new root file system, and the cut came after the
+        // activation.
+        let mut seen = String::new();
+        if phase >= CutPhase::Downloading && booted == target {
+            let (_, same) = vm.run(&release.on_slot_cmd(target))?;
+            if same.trim() != "same" {
+                problems.push(format!(
+                    "booted slot {target}, which does not hold the new root file system (cut while {})",
+                    phase.label()
+                ));
+            } else if phase < CutPhase::Activated {
+                seen = format!(" (last seen {}; the activation came first)", phase.label());
+                phase = CutPhase::Activated;
+            }
+        }
+        if phase >= CutPhase::Activated && booted != target {
+            problems.push(format!("the activated slot {target} did not boot"));
+        }
+        *tally.entry(phase).or_default() += 1;
+        // The next install completes: the cut one, resumed, unless it is already booted (a
+        // slot's `version` is its os-release's once booted, so the slot and phase tell).
+        let release_booted = phase >= CutPhase::Activating && booted == target;
+        last_release = (
+            version.clone(),
+            payload.clone(),
+            if release_booted {
+                booted.clone()
+            } else if booted == "A" {
+                "B".to_owned()
+            } else {
+                "A".to_owned()
+            },
+        );
+        let mut next_install = "already booted".to_owned();
+        if problems.is_empty() && !release_booted {
+            // The resume journal the cut left (chunks known to be on the slot), if any.
+            let (_, journal) = vm.json("cat /var/lib/keywarden/update/install-journal.json")?;
+            let journal_chunks = journal["chunks_done"].as_u64().unwrap_or(0);
+            let t0 = Instant::now();
+            let (rc, result) = vm.json("keywarden --json update install")?;
+            if journal_chunks == 0 {
+                install_time = t0.elapsed();
+            }
+            if rc == 0 && result["ok"] == true {
+                completed += 1;
+                if journal_chunks > 0 {
+                    resumed += 1;
+                }
+                next_install = format!(
+                    "completed, {} ({:.1} MB downloaded, {:.1} MB reused or resumed)",
+                    if journal_chunks > 0 {
+                        format!("resumed after {journal_chunks} journalled chunks")
+                    } else {
+                        "from the start".to_owned()
+                    },
+                    result["downloaded"].as_f64().unwrap_or(0.0) / 1e6,
+                    result["reused"].as_f64().unwrap_or(0.0) / 1e6
+                );
+            } else {
+                problems.push(format!(
+                    "the next install failed: {} {}",
+                    result["code"], result["message"]
+                ));
+            }
+        }
+        eprintln!(
+            "{TASK}: cut {cut:2} {version} (root fs {payload}) into {target}: {}{seen} at {:.1} s ({progress}) -> {}; next install {next_install}{}",
+            phase.label(),
+            at.as_secs_f64(),
+            summary(&status),
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!("; PROBLEMS: {}", problems.join("; "))
+            }
+        );
+        if !problems.is_empty() {
+            failure = Some(format!(
+                "cut {cut} ({}): {}",
+                phase.label(),
+                problems.join("; ")
+            ));
+            break;
+        }
+        survived += 1;
+    }
+    let counts: Vec<String> = CutPhase::ALL
+        .iter()
+        .map(|p| format!("{} {}", p.label(), tally.get(p).copied().unwrap_or(0)))
+        .collect();
+    eprintln!(
+        "{TASK}: cuts per phase: {} ({:.0} s for {} cycles, seed {})",
+        counts.join(", "),
+        started.elapsed().as_secs_f64(),
+        plan.cuts,
+        plan.seed
+    );
+    check(
+        format!(
+            "after each of {} power cuts (installs and commit boots of newer releases) the cabinet boots a working, committed slot and the next install completes",
+            plan.cuts
+        ),
+        survived == plan.cuts,
+        format!(
+            "{survived} survived; {completed} cut installs completed afterwards ({resumed} resumed); per phase: {}; seed {}{}",
+            counts.join(", "),
+            plan.seed,
+            failure.map(|f| format!("; FAILED {f}")).unwrap_or_default()
+        ),
+    );
+    if survived < plan.cuts || plan.cuts == 0 {
+        return Ok(vm);
+    }
+
+    // The last release boots and commits.
+    let (last_version, last_payload, last_slot) = last_release;
+    let (_, status) = vm.json("keywarden --json update status")?;
+    if status["booted_slot"] != last_slot.as_str() {
+        vm.reboot(Duration::from_secs(120));
+        vm = guest.start("final")?;
+        vm.wait_ready(guest.boot_timeout)?;
+    }
+    let status = vm.settled_status()?;
+    check(
+        format!(
+            "the last release {last_version} (root fs {last_payload}) boots from slot {last_slot} and commits after the cuts"
+        ),
+        status["booted_slot"] == last_slot.as_str()
+            && status["booted_version"] == last_payload.as_str()
+            && slot_committed(&status, &last_slot),
+        summary(&status),
+    );
+    Ok(vm)
+}
+
+/// A release whose health check fails (TEST-ONLY broken policyd, [`broken_rootfs`]) is
+/// installed and rebooted into: it boots on trial until its tries are used up, each time the
+/// health check fails and the guest reboots, then GRUB boots the committed slot by itself and
+/// the bad slot stays marked bad.
+fn rollback(
+    mut vm: Vm,
+    guest: &Guest,
+    releases: &Releases,
+    n: usize,
+    check: &mut dyn FnMut(String, bool, String),
+) -> Result<Vm> {
+    use keywarden_updated::boot::TRY_BUDGET;
+    let (_, before) = vm.json("keywarden --json update status")?;
+    let good = before["booted_slot"].as_str().unwrap_or("?").to_owned();
+    let bad = if good == "A" { "B" } else { "A" };
+    let release = releases.publish(
+        n as u64,
+        before["booted_version"].as_str().unwrap_or(""),
+        true,
+    )?;
+    let (version, payload) = (release.version, release.payload);
+    let (rc, result) = vm.json("keywarden --json update install")?;
+    let (_, status) = vm.json("keywarden --json update status")?;
+    check(
+        format!("install the broken release {version} (TEST-ONLY: root fs {payload} with policyd failing) into slot {bad}, on trial"),
+        rc == 0
+            && result["ok"] == true
+            && slot_bootable(&status, bad)
+            && !slot_committed(&status, bad)
+            && slot_committed(&status, &good),
+        format!("{} {}; {}", result["code"], result["message"], summary(&status)),
+    );
+    let started = Instant::now();
+    vm.reboot(Duration::from_secs(120));
+    let mut trials = Vec::new();
+    let mut fallback = None;
+    for boot in 1..=usize::from(TRY_BUDGET) + 2 {
+        let mut vm = guest.start(&format!("rollback-{boot}"))?;
+        let Ok(ready) = vm.wait_ready(guest.boot_timeout) else {
+            trials.push(format!(
+                "boot {boot}: no test agent within {} s (see rollback-{boot}.log)",
+                guest.boot_timeout.as_secs()
+            ));
+            break;
+        };
+        // The updater may not be on the bus yet when the agent is.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut status = serde_json::Value::Null;
+        while let Some(s) = vm.status_by(deadline) {
+            status = s;
+            if status["booted_slot"].is_string() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        if status["booted_slot"] == good.as_str() {
+            fallback = Some((vm, status));
+            break;
+        }
+        if status["booted_slot"] != bad {
+            trials.push(format!("boot {boot}: no update status ({status})"));
+            break;
+        }
+        let on_trial = !slot_committed(&status, bad);
+        let tries = slot(&status, bad).map_or(-1, |s| s["tries_left"].as_i64().unwrap_or(-1));
+        // What the health check sees (the unit's own run goes on until its timeout).
+        let (health, out) = vm.run("keywarden-updated health-check --timeout 5")?;
+        let rebooted = vm.wait_exit(Duration::from_secs(400));
+        trials.push(format!(
+            "boot {boot}: slot {bad} on trial {on_trial} ({tries} tries left), agent after {:.0} s, health check exit {health} ({}), {}",
+            ready.as_secs_f64(),
+            out.trim().replace('\n', "; "),
+            if rebooted { "rebooted by itself" } else { "did NOT reboot" }
+        ));
+        if !(on_trial && health == 3 && rebooted) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    for line in &trials {
+        eprintln!("{TASK}: rollback {line}");
+    }
+    check(
+        format!("slot {bad} boots on trial {TRY_BUDGET} times; each time its health check fails and the guest reboots"),
+        trials.len() == usize::from(TRY_BUDGET)
+            && trials.iter().all(|t| t.contains("on trial true") && t.contains("exit 3") && t.contains("by itself")),
+        trials.join(" | "),
+    );
+    let Some((mut vm, _)) = fallback else {
+        check(
+            format!("after the try budget GRUB boots slot {good} by itself"),
+            false,
+            format!("still booting {bad} after {} boots", trials.len()),
+        );
+        return guest.start("rollback-end");
+    };
+    let status = vm.settled_status()?;
+    let (health, _) = vm.run("keywarden-updated health-check --timeout 60")?;
+    let bad_slot = slot(&status, bad).cloned().unwrap_or_default();
+    check(
+        format!("after the try budget GRUB boots the committed slot {good} by itself, the cabinet works, and `update status --json` shows {bad} ({version}) marked bad"),
+        status["booted_slot"] == good.as_str()
+            && slot_committed(&status, &good)
+            && health == 0
+            && bad_slot["bootable"] == false
+            && bad_slot["version"] == version.as_str(),
+        format!(
+            "{:.0} s from the reboot into {bad} to {good} up again; {}; slot {bad}: {bad_slot}",
+            took.as_secs_f64(),
+            summary(&status)
+        ),
+    );
+    Ok(vm)
 }
