@@ -207,6 +207,30 @@ impl Scrubber {
     }
 }
 
+impl Scrubber {
+    /// A JSON document (a report written by Keywarden itself) with every string scrubbed and
+    /// every member whose name looks secret or holds PEM text (certificates, requests) removed.
+    pub fn json(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.text(&s)),
+            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.json(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .filter(|(k, _)| {
+                        let k = k.to_lowercase();
+                        !["pem", "csr", "secret", "password", "token", "private"]
+                            .iter()
+                            .any(|w| k.contains(w))
+                    })
+                    .map(|(k, v)| (k, self.json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// Configuration keys whose string values hold no secrets (board wiring, paths, hosts, kinds).
 /// Their values still go through [`Scrubber::text`]; every other string becomes
 /// `"[redacted]"`. Numbers, booleans and dates are kept, except under secret-looking keys.

@@ -134,7 +134,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }) => return audit::verify_collector(out, file, key.as_deref()),
         Top::Collector(cmd) => return collector::run(out, cmd),
         Top::Bundle(cmd) => return bundle::run(out, cmd),
-        Top::Diag(cmd @ Diag::Verify { .. }) => return diag::verify(out, cmd),
+        Top::Diag(Diag::Verify { file, key, extract }) => {
+            return diag::verify(out, file, key, extract.as_deref())
+        }
         _ => {}
     }
     if let Top::Factory(cmd) = cli.command {
@@ -161,7 +163,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Top::Collector(cmd) => collector::run(out, &cmd),
         Top::Bundle(cmd) => bundle::run(out, &cmd),
         Top::Update(cmd) => update::update(&conn, out, cmd).await,
-        Top::Diag(cmd) => diag::bundle(&ctx().await?, cmd).await,
+        Top::Diag(Diag::Bundle {
+            output,
+            since,
+            no_self_test,
+        }) => diag::bundle(&ctx().await?, &output, since, no_self_test).await,
+        Top::Diag(Diag::Verify { .. }) => Err(Error::Invalid {
+            what: "diag verify".into(),
+            message: "handled before connecting".into(),
+        }),
         Top::Factory(_) => Err(Error::Invalid {
             what: "factory".into(),
             message: "handled before connecting".into(),

@@ -108,18 +108,12 @@ fn describe(
 }
 
 /// `diag bundle` (needs the bus).
-pub async fn bundle(ctx: &Ctx<'_>, cmd: Diag) -> Result<(), Error> {
-    let Diag::Bundle {
-        output,
-        since,
-        no_self_test,
-    } = cmd
-    else {
-        return Err(Error::Invalid {
-            what: "diag".into(),
-            message: "internal: not a bundle command".into(),
-        });
-    };
+pub async fn bundle(
+    ctx: &Ctx<'_>,
+    output: &Path,
+    since: Option<i64>,
+    no_self_test: bool,
+) -> Result<(), Error> {
     let what = format!("diag bundle {}", output.display());
     if output.exists() {
         return Err(Error::Invalid {
@@ -127,7 +121,7 @@ pub async fn bundle(ctx: &Ctx<'_>, cmd: Diag) -> Result<(), Error> {
             message: "the file exists; choose another name".into(),
         });
     }
-    let temp = temp_name(&output);
+    let temp = temp_name(output);
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -149,7 +143,7 @@ pub async fn bundle(ctx: &Ctx<'_>, cmd: Diag) -> Result<(), Error> {
         })?;
         file.sync_all().map_err(io(format!("{what}: fsync")))?;
         // Nothing may replace a file that appeared meanwhile.
-        std::fs::hard_link(&temp, &output).map_err(io(format!("{what}: link")))?;
+        std::fs::hard_link(&temp, output).map_err(io(format!("{what}: link")))?;
         Ok((size, manifest))
     }
     .await;
@@ -160,7 +154,7 @@ pub async fn bundle(ctx: &Ctx<'_>, cmd: Diag) -> Result<(), Error> {
             let _ = d.sync_all();
         }
     }
-    describe(ctx.out, &output, size, &manifest, "wrote")
+    describe(ctx.out, output, size, &manifest, "wrote")
 }
 
 fn temp_name(output: &Path) -> PathBuf {
@@ -172,13 +166,7 @@ fn temp_name(output: &Path) -> PathBuf {
 }
 
 /// `diag verify` (no bus).
-pub fn verify(out: Output, cmd: &Diag) -> Result<(), Error> {
-    let Diag::Verify { file, key, extract } = cmd else {
-        return Err(Error::Invalid {
-            what: "diag".into(),
-            message: "internal: not a verify command".into(),
-        });
-    };
+pub fn verify(out: Output, file: &Path, key: &str, extract: Option<&Path>) -> Result<(), Error> {
     let what = format!("diag verify {}", file.display());
     let key = keywarden_audit::parse_public_key(key).map_err(|e| Error::Invalid {
         what: what.clone(),

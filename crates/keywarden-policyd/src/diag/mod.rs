@@ -187,8 +187,8 @@ impl DiagSource {
 
         let hardware = peers::hardware(conn, request.self_test)
             .await
-            .map(|v| scrub_json(v, &scrub));
-        let update = peers::update(conn).await.map(|v| scrub_json(v, &scrub));
+            .map(|v| scrub.json(v));
+        let update = peers::update(conn).await.map(|v| scrub.json(v));
         let versions = system::versions(&paths, &scrub, db.schema_version).await;
         let device = system::device_record(&paths.identity, &scrub);
         let selftest = system::json_file(&paths.selftest_report, &scrub);
@@ -288,27 +288,4 @@ fn add_result(
         Err(e) => outcome.record(file, Err(e)),
     }
     Ok(())
-}
-
-/// A JSON value with every string scrubbed and every member whose name looks secret (or holds
-/// PEM text: certificates, requests) removed.
-pub(crate) fn scrub_json(value: Value, scrub: &Scrubber) -> Value {
-    match value {
-        Value::String(s) => Value::String(scrub.text(&s)),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| scrub_json(v, scrub)).collect())
-        }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| {
-                    let k = k.to_lowercase();
-                    !["pem", "csr", "secret", "password", "token", "private"]
-                        .iter()
-                        .any(|w| k.contains(w))
-                })
-                .map(|(k, v)| (k, scrub_json(v, scrub)))
-                .collect(),
-        ),
-        other => other,
-    }
 }

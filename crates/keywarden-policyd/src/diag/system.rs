@@ -7,7 +7,7 @@ use std::time::Duration;
 use keywarden_diag::Scrubber;
 use serde_json::{json, Map, Value};
 
-use super::{scrub_json, DiagPaths};
+use super::DiagPaths;
 
 /// The Keywarden programs whose `--version` is collected.
 const PROGRAMS: &[&str] = &[
@@ -86,7 +86,7 @@ pub(super) fn device_record(identity: &Path, scrub: &Scrubber) -> Result<Value, 
     let path = identity.join("device.json");
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .map(|v| scrub_json(v, scrub))
+            .map(|v| scrub.json(v))
             .map_err(|e| format!("{}: not JSON: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({ "provisioned": false })),
         Err(e) => Err(format!("{}: {e}", path.display())),
@@ -97,7 +97,7 @@ pub(super) fn device_record(identity: &Path, scrub: &Scrubber) -> Result<Value, 
 pub(super) fn json_file(path: &Path, scrub: &Scrubber) -> Result<Option<Value>, String> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .map(|v| Some(scrub_json(v, scrub)))
+            .map(|v| Some(scrub.json(v)))
             .map_err(|e| format!("{}: not JSON: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
