@@ -74,12 +74,17 @@ echo "keywarden: booting slot ${kw_slot} (${devtype} ${devnum}:${kw_part})"
 setenv bootargs "root=PARTLABEL=root${kw_slot} rootfstype=squashfs ro rootwait console=${console} panic=10 keywarden.slot=${kw_slot} quiet"
 
 # Kernel and device tree come from the slot itself, so an update replaces both together (U-Boot
-# needs CONFIG_FS_SQUASHFS to read the squashfs root). A slot whose kernel cannot be loaded resets
-# the board: the try just spent counts, so an uncommitted slot still falls back by itself.
+# needs CONFIG_FS_SQUASHFS to read the squashfs root). A slot whose kernel cannot be loaded (a
+# file system U-Boot cannot read, no kernel) is marked bad, committed or not, as grub.cfg does,
+# and the board resets, so the selection above picks the next slot in ORDER by itself; resetting
+# without marking it would loop for good on a committed slot.
 if load ${devtype} ${devnum}:${kw_part} ${kernel_addr_r} /boot/Image; then
     echo "keywarden: kernel loaded from slot ${kw_slot}"
 else
-    echo "keywarden: no kernel in slot ${kw_slot}; resetting"
+    echo "keywarden: slot ${kw_slot} cannot be booted; marking it bad and resetting"
+    if test "${kw_slot}" = A; then setenv A_OK 0; else setenv B_OK 0; fi
+    setenv kw_slot; setenv kw_part; setenv bootargs
+    saveenv
     reset
 fi
 if load ${devtype} ${devnum}:${kw_part} ${fdt_addr_r} /boot/dtb/${fdtfile}; then

@@ -129,6 +129,31 @@ impl PrivateBus {
             .await
             .expect("connect to the private bus")
     }
+
+    /// Waits until `daemon` owns `name` on this bus, for tests without a runtime of their own;
+    /// panics, saying which, if the daemon exits first or `limit` passes.
+    pub fn wait_for_daemon(&self, daemon: &mut Daemon, name: &str, limit: Duration) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let conn = self.connect().await;
+                let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("DBus proxy");
+                let bus_name: zbus::names::BusName<'_> = name.try_into().expect("bus name");
+                let start = std::time::Instant::now();
+                while !dbus.name_has_owner(bus_name.clone()).await.unwrap_or(false) {
+                    if let Ok(Some(status)) = daemon.0.try_wait() {
+                        panic!("the daemon meant to own {name} exited: {status}");
+                    }
+                    assert!(
+                        start.elapsed() < limit,
+                        "{name} did not appear on the bus within {limit:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+    }
 }
 
 /// Wait until `name` has an owner on `conn`'s bus; panics after `limit`.

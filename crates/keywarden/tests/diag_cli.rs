@@ -142,7 +142,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(60),
             "timed out: {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -162,7 +162,7 @@ fn start(c: &mut Canaries, policy_toml: &str, diag_args: &[String]) -> Stack {
     );
     let root = workspace_root();
     let d = bus.dir().to_owned();
-    let hwd = Daemon(
+    let mut hwd = Daemon(
         Command::new(binary("keywarden-hwd"))
             .args(["--backend", "sim", "--allow-user", &current_user()])
             .arg("--board")
@@ -175,6 +175,8 @@ fn start(c: &mut Canaries, policy_toml: &str, diag_args: &[String]) -> Stack {
             .spawn()
             .expect("start keywarden-hwd"),
     );
+    // policyd starts once hwd is on the bus, as systemd orders them on the appliance.
+    bus.wait_for_daemon(&mut hwd, "org.keywarden.Hardware1", Duration::from_secs(60));
     std::fs::write(d.join("policy.toml"), policy_toml).expect("policy.toml");
     let data = d.join("data");
     let policyd = Daemon(

@@ -648,7 +648,7 @@ impl Stack {
             &["keywarden", "keywarden-hw"],
             &["keywarden-admin", "keywarden-console"],
         );
-        let hwd = Daemon(
+        let mut hwd = Daemon(
             Command::new(binary("keywarden-hwd"))
                 .args(["--backend", "sim", "--allow-user", &current_user()])
                 .arg("--board")
@@ -658,26 +658,15 @@ impl Stack {
                 .spawn()
                 .expect("start keywarden-hwd"),
         );
+        bus.wait_for_daemon(&mut hwd, HARDWARE_BUS_NAME, Duration::from_secs(60));
         let mut stack = Stack {
             bus,
             _hwd: hwd,
             policyd: None,
             data: data.to_owned(),
         };
-        stack.wait_for(HARDWARE_BUS_NAME);
         stack.start_policyd();
         stack
-    }
-
-    fn wait_for(&self, name: &str) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let conn = self.bus.connect().await;
-            keywarden_testbus::wait_for_name(&conn, name, Duration::from_secs(20)).await;
-        });
     }
 
     fn start_policyd(&mut self) {
@@ -698,8 +687,10 @@ impl Stack {
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("start keywarden-policyd");
-        self.policyd = Some(Daemon(child));
-        self.wait_for(POLICY_BUS_NAME);
+        let mut policyd = Daemon(child);
+        self.bus
+            .wait_for_daemon(&mut policyd, POLICY_BUS_NAME, Duration::from_secs(60));
+        self.policyd = Some(policyd);
     }
 
     fn stop_policyd(&mut self) {

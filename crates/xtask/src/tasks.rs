@@ -68,11 +68,7 @@ pub fn test(args: &VmArgs) -> Result<()> {
             stages.push(stage_of("image boot test", boot));
             let update = crate::image::ota::update_test(&crate::image::ota::UpdateTestArgs {
                 image: None,
-                // 12, not the task's default 20: each cut cycle costs about a minute under TCG
-                // and the rollback check about 9 (three 120 s health checks), so 20 would push
-                // CI towards its 90-minute limit. `vm-update-test` alone runs 20;
-                // `tests/ota-soak.sh` 1,000.
-                power_cuts: 12,
+                power_cuts: 20,
                 seed: None,
                 verbose: args.verbose,
             });

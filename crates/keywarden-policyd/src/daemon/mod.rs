@@ -274,17 +274,42 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-/// Read the board's slots from hwd, waiting (and saying so) until it answers.
+/// Read the board's slots from hwd, waiting (and saying so) until it answers. Retries with a
+/// growing pause, cut short when the hardware service's name gets an owner, so a hwd that starts
+/// (or restarts) later is picked up at once rather than at the next retry.
 async fn wait_for_hardware(
     hw: &Hardware1Proxy<'static>,
 ) -> Vec<keywarden_dbus::hardware::SlotStatus> {
+    let mut owner_changes = match hw.inner().receive_owner_changed().await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::warn!(error = %e, "not watching the hardware service's name; retrying on a timer only");
+            None
+        }
+    };
     let mut delay = Duration::from_millis(100);
     loop {
         match hw.slots().await {
             Ok(slots) => return slots,
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for the hardware service");
-                tokio::time::sleep(delay).await;
+                let appeared = async {
+                    match owner_changes.as_mut() {
+                        Some(stream) => {
+                            while let Some(owner) = stream.next().await {
+                                if owner.is_some() {
+                                    return;
+                                }
+                            }
+                            std::future::pending::<()>().await
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    () = appeared => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }

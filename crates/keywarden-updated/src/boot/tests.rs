@@ -1250,8 +1250,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A disk with an MBR and three FAT partitions; 2 (rootA) and 3 (rootB) hold `/boot/Image`
-/// (not a real kernel: `booti` refuses it and U-Boot returns to its prompt).
-fn slot_disk(dir: &Path) -> PathBuf {
+/// (not a real kernel: `booti` refuses it and U-Boot returns to its prompt) where `kernels`
+/// says so.
+fn slot_disk(dir: &Path, kernels: [bool; 2]) -> PathBuf {
     const PART_SECTORS: u64 = 4096; // 2 MiB
     let mut disk = vec![0u8; (2048 + 3 * PART_SECTORS as usize) * 512];
     let image = dir.join("Image");
@@ -1259,7 +1260,7 @@ fn slot_disk(dir: &Path) -> PathBuf {
     for i in 0..3u64 {
         let part = dir.join(format!("part{}.img", i + 1));
         run(Command::new("mkfs.vfat").arg("-C").arg(&part).arg("2048"));
-        if i > 0 {
+        if i > 0 && kernels[i as usize - 1] {
             run(Command::new("mmd").arg("-i").arg(&part).arg("::/boot"));
             run(Command::new("mcopy")
                 .arg("-i")
@@ -1283,8 +1284,10 @@ fn slot_disk(dir: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
+/// Debian's qemu_arm64 U-Boot with boot.cmd compiled at 0x50000000, a slot disk with `kernels`,
+/// and the environment of the flash as `UBootEnv` wrote it: `base`, then B activated. At the
+/// prompt, with what distro boot would set.
+fn uboot_with_b_activated(d: &Path, kernels: [bool; 2]) -> Console {
     need_tool("qemu-system-aarch64", "qemu-system-arm");
     need_tool("mkimage", "u-boot-tools");
     need_tool("mkfs.vfat", "dosfstools");
@@ -1295,15 +1298,13 @@ fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
         "{} is missing: this test needs it (apt-get install -y u-boot-qemu)",
         firmware.display()
     );
-    let dir = TempDir::new().unwrap();
-    let d = dir.path();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../image/uboot/boot.cmd");
     let scr = d.join("boot.scr");
     run(Command::new("mkimage")
         .args(["-A", "arm64", "-T", "script", "-C", "none", "-d"])
         .arg(&script)
         .arg(&scr));
-    let disk = slot_disk(d);
+    let disk = slot_disk(d, kernels);
 
     // The environment U-Boot loads at power-on (qemu_arm64: flash bank 1, 256 KiB, single copy),
     // written by UBootEnv: B activated.
@@ -1350,12 +1351,23 @@ fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
         banner.contains("Loading Environment from Flash... OK"),
         "U-Boot did not accept our environment:\n{banner}"
     );
+    distro_boot_vars(&mut con);
+    con
+}
+
+/// What distro boot and the board's default environment provide (ours replaced the latter).
+fn distro_boot_vars(con: &mut Console) {
+    con.cmd("virtio scan; setenv devtype virtio; setenv devnum 0");
+    con.cmd("setenv kernel_addr_r 0x40400000; setenv fdt_addr_r 0x48000000");
+}
+
+#[test]
+fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
+    let dir = TempDir::new().unwrap();
+    let mut con = uboot_with_b_activated(dir.path(), [true, true]);
     assert!(con
         .cmd("printenv kw_marker")
         .contains("kw_marker=written-by-keywarden"));
-    // What distro boot and the board's default environment provide (ours replaced the latter).
-    con.cmd("virtio scan; setenv devtype virtio; setenv devnum 0");
-    con.cmd("setenv kernel_addr_r 0x40400000; setenv fdt_addr_r 0x48000000");
     let out = con.cmd("source 0x50000000");
     assert!(out.contains("keywarden: booting slot B"), "{out}");
     assert!(out.contains("kernel loaded from slot B"), "{out}");
@@ -1425,4 +1437,26 @@ fn boot_cmd_in_real_uboot_reads_our_env_and_matches_the_simulator() {
         }
     }
     assert_eq!(checked, 240);
+}
+
+#[test]
+fn boot_cmd_marks_a_slot_it_cannot_load_bad_and_resets_into_the_other() {
+    let dir = TempDir::new().unwrap();
+    // B activated on trial but holding no kernel U-Boot can load.
+    let mut con = uboot_with_b_activated(dir.path(), [true, false]);
+    {
+        use std::io::Write;
+        con.stdin.write_all(b"source 0x50000000\n").unwrap();
+        con.stdin.flush().unwrap();
+    }
+    let out = con.expect("marking it bad and resetting");
+    assert!(out.contains("keywarden: booting slot B"), "{out}");
+    assert!(out.contains("keywarden: slot B cannot be booted"), "{out}");
+    // The mark is saved, then the board resets (and U-Boot starts again). What is saved is not
+    // read back here: QEMU's CFI flash refuses U-Boot's buffered writes ("Flash buffer write
+    // timeout"), so this U-Boot's saveenv never persists; the variables written are the
+    // simulator's and the updater's business, checked above and in `check_fallback`.
+    let out = con.expect("resetting ...");
+    assert!(out.contains("Saving Environment"), "{out}");
+    con.expect("U-Boot 20");
 }

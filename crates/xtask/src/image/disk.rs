@@ -20,7 +20,8 @@ pub const IMAGE_NAME: &str = "keywarden.img";
 
 /// GRUB modules built into BOOTX64.EFI (there is no module directory on the ESP): GPT and the
 /// file systems it reads (FAT for its config and environment, squashfs with xz for the kernel
-/// inside each root slot), the script commands grub.cfg uses, and the Linux loader.
+/// inside each root slot), the script commands grub.cfg uses (sleep and reboot too: a slot it cannot load makes it
+/// restart rather than stop at its prompt), and the Linux loader.
 const GRUB_MODULES: &[&str] = &[
     "part_gpt",
     "fat",
@@ -36,6 +37,7 @@ const GRUB_MODULES: &[&str] = &[
     "boot",
     "halt",
     "reboot",
+    "sleep",
     "serial",
     "terminal",
 ];

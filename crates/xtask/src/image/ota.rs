@@ -692,8 +692,9 @@ pub fn update_test(args: &UpdateTestArgs) -> Result<(usize, usize)> {
         cuts: args.power_cuts,
         db_birth: db.trim().to_owned(),
     };
-    // The rollback first: its figures do not wait for the cuts.
+    // The rollbacks first: their figures do not wait for the cuts.
     let vm = rollback(vm, &guest, &releases, 1, &mut check)?;
+    let vm = unloadable(vm, &guest, &releases, 2, &mut check)?;
     let vm = power_cuts(vm, &guest, &releases, &plan, &mut check)?;
     vm.power_cut();
 
@@ -780,8 +781,8 @@ struct Releases<'a> {
 
 impl Releases<'_> {
     /// Publishes bundle version `first + n` with the payload that differs from
-    /// `booted_version`; `broken` makes it a TEST-ONLY broken release (see [`broken_rootfs`]).
-    fn publish(&self, n: u64, booted_version: &str, broken: bool) -> Result<Published> {
+    /// `booted_version`, as it is or made into a TEST-ONLY broken release.
+    fn publish(&self, n: u64, booted_version: &str, kind: ReleaseKind) -> Result<Published> {
         let version = bump(&self.first, n)?;
         let (payload_version, rootfs) = if self.payloads[0].0 == booted_version {
             &self.payloads[1]
@@ -790,10 +791,9 @@ impl Releases<'_> {
         };
         fs::create_dir_all(&self.work)
             .map_err(Error::io(format!("creating {}", self.work.display())))?;
-        let rootfs = if broken {
-            broken_rootfs(rootfs, &self.work)?
-        } else {
-            rootfs.clone()
+        let rootfs = match kind {
+            ReleaseKind::Working => rootfs.clone(),
+            broken => broken_rootfs(rootfs, &self.work, broken)?,
         };
         let bundle = self.work.join(format!("keywarden-{version}.kwb"));
         resign(self.src, &rootfs, &version, &bundle)?;
@@ -808,6 +808,18 @@ impl Releases<'_> {
             size: bytes.len() as u64,
         })
     }
+}
+
+/// What a published release is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReleaseKind {
+    /// One of the built root file systems, as built.
+    Working,
+    /// TEST-ONLY: `keywarden-policyd` fails at every start, so the boot health check fails.
+    PolicydFails,
+    /// TEST-ONLY: a squashfs compressed with zstd, which Linux mounts but GRUB cannot read, so
+    /// GRUB cannot load the slot's kernel at all.
+    Unloadable,
 }
 
 /// A release a cycle published.
@@ -853,12 +865,14 @@ fn resign(src: &Path, rootfs: &Path, version: &str, out: &Path) -> Result<()> {
         .map_err(Error::io(format!("writing {}", out.display())))
 }
 
-/// TEST-ONLY: `rootfs` with `keywarden-policyd` made to fail at every start (a drop-in in
-/// `/etc` replacing its `ExecStart` with `/bin/false`), as a broken release would be: the
-/// policy service never answers, so the boot health check of a slot holding it fails.
-fn broken_rootfs(rootfs: &Path, work: &Path) -> Result<PathBuf> {
+/// TEST-ONLY: `rootfs` made into a broken release of `kind`:
+/// - [`ReleaseKind::PolicydFails`]: `keywarden-policyd` fails at every start (a drop-in in `/etc`
+///   replacing its `ExecStart` with `/bin/false`), so the policy service never answers and the
+///   boot health check of a slot holding it fails;
+/// - [`ReleaseKind::Unloadable`]: the same tree packed with zstd, which GRUB cannot read.
+fn broken_rootfs(rootfs: &Path, work: &Path, kind: ReleaseKind) -> Result<PathBuf> {
     let tree = work.join("broken-tree");
-    let out = work.join("rootfs-broken.squashfs");
+    let out = work.join(format!("rootfs-{kind:?}.squashfs").to_lowercase());
     for old in [&tree, &out] {
         if old.is_dir() {
             fs::remove_dir_all(old).map_err(Error::io(format!("removing {}", old.display())))?;
@@ -872,24 +886,91 @@ fn broken_rootfs(rootfs: &Path, work: &Path) -> Result<PathBuf> {
             .arg(&tree)
             .arg(rootfs),
     )?;
-    let dropin = tree.join("etc/systemd/system/keywarden-policyd.service.d");
-    fs::create_dir_all(&dropin).map_err(Error::io(format!("creating {}", dropin.display())))?;
-    fs::write(
-        dropin.join("zz-test-only-broken.conf"),
-        "# TEST-ONLY (vm-update-test): a broken release; policyd never starts.\n\
-         [Service]\nExecStart=\nExecStart=/bin/false\n",
-    )
-    .map_err(Error::io("writing the broken release's drop-in"))?;
+    if kind == ReleaseKind::PolicydFails {
+        let dropin = tree.join("etc/systemd/system/keywarden-policyd.service.d");
+        fs::create_dir_all(&dropin).map_err(Error::io(format!("creating {}", dropin.display())))?;
+        fs::write(
+            dropin.join("zz-test-only-broken.conf"),
+            "# TEST-ONLY (vm-update-test): a broken release; policyd never starts.\n\
+             [Service]\nExecStart=\nExecStart=/bin/false\n",
+        )
+        .map_err(Error::io("writing the broken release's drop-in"))?;
+    }
+    // xz as in the image, except for the unloadable release: GRUB reads the kernel from the
+    // slot's squashfs and knows no zstd.
+    let comp = if kind == ReleaseKind::Unloadable {
+        "zstd"
+    } else {
+        "xz"
+    };
     crate::cmd::run(
         std::process::Command::new("mksquashfs")
             .arg(&tree)
             .arg(&out)
-            // xz as in the image: GRUB reads the kernel from the slot's squashfs and knows no
-            // zstd (a zstd slot leaves GRUB at its prompt: see the report of issue 5).
-            .args(["-comp", "xz", "-noappend", "-quiet", "-no-progress"]),
+            .args(["-comp", comp, "-noappend", "-quiet", "-no-progress"]),
     )?;
     fs::remove_dir_all(&tree).map_err(Error::io(format!("removing {}", tree.display())))?;
     Ok(out)
+}
+
+/// A release whose kernel GRUB cannot load: installed on trial, the next start must not stop at
+/// GRUB's prompt (it did, before grub.cfg handled it) but mark the slot bad and restart, and the
+/// one after boots the committed slot with the cabinet working.
+fn unloadable(
+    mut vm: Vm,
+    guest: &Guest,
+    releases: &Releases,
+    n: usize,
+    check: &mut dyn FnMut(String, bool, String),
+) -> Result<Vm> {
+    let (_, before) = vm.json("keywarden --json update status")?;
+    let good = before["booted_slot"].as_str().unwrap_or("?").to_owned();
+    let bad = if good == "A" { "B" } else { "A" };
+    let release = releases.publish(
+        n as u64,
+        before["booted_version"].as_str().unwrap_or(""),
+        ReleaseKind::Unloadable,
+    )?;
+    let version = release.version;
+    let (rc, result) = vm.json("keywarden --json update install")?;
+    let (_, status) = vm.json("keywarden --json update status")?;
+    check(
+        format!("install the unloadable release {version} (TEST-ONLY: a zstd squashfs GRUB cannot read) into slot {bad}, on trial"),
+        rc == 0 && result["ok"] == true && slot_bootable(&status, bad) && !slot_committed(&status, bad),
+        format!("{} {}; {}", result["code"], result["message"], summary(&status)),
+    );
+    vm.reboot(Duration::from_secs(120));
+    let name = "unloadable-1";
+    let vm = guest.start(name)?;
+    let restarted = vm.wait_exit(Duration::from_secs(180));
+    // The console thread writes the log as QEMU prints; give it a moment after the exit.
+    std::thread::sleep(Duration::from_secs(1));
+    let log_path = guest.dir.join(format!("{name}.log"));
+    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    let said = format!("keywarden: slot {bad} cannot be booted; marking it bad and restarting");
+    check(
+        format!("GRUB cannot load slot {bad}: it marks the slot bad and restarts instead of stopping at its prompt"),
+        restarted && log.contains(&said),
+        format!(
+            "{}; console {}",
+            if restarted { "restarted by itself" } else { "did NOT restart within 180 s" },
+            log_path.display()
+        ),
+    );
+    let mut vm = guest.start("unloadable-2")?;
+    let ready = vm.wait_ready(guest.boot_timeout)?;
+    let status = vm.settled_status()?;
+    let (health, _) = vm.run("keywarden-updated health-check --timeout 60")?;
+    let bad_slot = slot(&status, bad).cloned().unwrap_or_default();
+    check(
+        format!("the next start boots the committed slot {good}, the cabinet works, and slot {bad} shows unbootable"),
+        status["booted_slot"] == good.as_str()
+            && slot_committed(&status, &good)
+            && health == 0
+            && bad_slot["bootable"] == false,
+        format!("agent after {:.0} s; {}", ready.as_secs_f64(), summary(&status)),
+    );
+    Ok(vm)
 }
 
 /// A seed for the cut moments from the clock.
@@ -1007,9 +1088,9 @@ fn power_cuts(
         let old = before["booted_slot"].as_str().unwrap_or("?").to_owned();
         let target = if old == "A" { "B" } else { "A" };
         let release = releases.publish(
-            cut as u64 + 2,
+            cut as u64 + 3,
             before["booted_version"].as_str().unwrap_or(""),
-            false,
+            ReleaseKind::Working,
         )?;
         let (version, payload) = (release.version.clone(), release.payload.clone());
         let in_boot = cut % 3 == 2;
@@ -1273,7 +1354,7 @@ fn rollback(
     let release = releases.publish(
         n as u64,
         before["booted_version"].as_str().unwrap_or(""),
-        true,
+        ReleaseKind::PolicydFails,
     )?;
     let (version, payload) = (release.version, release.payload);
     let (rc, result) = vm.json("keywarden --json update install")?;
@@ -1292,44 +1373,51 @@ fn rollback(
     let mut trials = Vec::new();
     let mut fallback = None;
     for boot in 1..=usize::from(TRY_BUDGET) + 2 {
-        let mut vm = guest.start(&format!("rollback-{boot}"))?;
-        let Ok(ready) = vm.wait_ready(guest.boot_timeout) else {
-            trials.push(format!(
-                "boot {boot}: no test agent within {} s (see rollback-{boot}.log)",
-                guest.boot_timeout.as_secs()
-            ));
-            break;
-        };
-        // The updater may not be on the bus yet when the agent is.
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let name = format!("rollback-{boot}");
+        let mut vm = guest.start(&name)?;
+        // A trial of the broken slot reboots by itself once its health check gives up, which can
+        // be before the agent answers: what each boot did is read from its console (GRUB's
+        // choice and tries, the health check's verdict), the fallback from the update status.
         let mut status = serde_json::Value::Null;
-        while let Some(s) = vm.status_by(deadline) {
-            status = s;
-            if status["booted_slot"].is_string() {
-                break;
+        if vm.ready_by(Instant::now() + guest.boot_timeout) {
+            // The updater may not be on the bus yet when the agent is.
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while let Some(s) = vm.status_by(deadline) {
+                status = s;
+                if status["booted_slot"].is_string() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
-            std::thread::sleep(Duration::from_secs(1));
         }
         if status["booted_slot"] == good.as_str() {
             fallback = Some((vm, status));
             break;
         }
-        if status["booted_slot"] != bad {
-            trials.push(format!("boot {boot}: no update status ({status})"));
-            break;
-        }
-        let on_trial = !slot_committed(&status, bad);
-        let tries = slot(&status, bad).map_or(-1, |s| s["tries_left"].as_i64().unwrap_or(-1));
-        // What the health check sees (the unit's own run goes on until its timeout).
-        let (health, out) = vm.run("keywarden-updated health-check --timeout 5")?;
+        let booted_at = vm.booted_at;
         let rebooted = vm.wait_exit(Duration::from_secs(400));
+        let up = booted_at.elapsed();
+        std::thread::sleep(Duration::from_secs(1));
+        let log = fs::read_to_string(guest.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let line = |pat: &str| {
+            log.lines()
+                .find(|l| l.contains(pat))
+                .map(|l| l.trim().to_owned())
+        };
+        let chose = line("is on trial;").unwrap_or_else(|| "no trial of any slot".into());
+        let verdict = line("policy: FAILED").unwrap_or_else(|| "no failed health check".into());
+        let on_trial = chose.contains(&format!("slot {bad} is on trial"));
+        let failed = verdict.contains("policy: FAILED");
         trials.push(format!(
-            "boot {boot}: slot {bad} on trial {on_trial} ({tries} tries left), agent after {:.0} s, health check exit {health} ({}), {}",
-            ready.as_secs_f64(),
-            out.trim().replace('\n', "; "),
-            if rebooted { "rebooted by itself" } else { "did NOT reboot" }
+            "boot {boot}: {chose}; health check: {verdict}; {} {:.0} s after QEMU started",
+            if rebooted {
+                "rebooted by itself"
+            } else {
+                "did NOT reboot"
+            },
+            up.as_secs_f64()
         ));
-        if !(on_trial && health == 3 && rebooted) {
+        if !(on_trial && failed && rebooted) {
             break;
         }
     }
@@ -1340,7 +1428,7 @@ fn rollback(
     check(
         format!("slot {bad} boots on trial {TRY_BUDGET} times; each time its health check fails and the guest reboots"),
         trials.len() == usize::from(TRY_BUDGET)
-            && trials.iter().all(|t| t.contains("on trial true") && t.contains("exit 3") && t.contains("by itself")),
+            && trials.iter().all(|t| t.contains(&format!("slot {bad} is on trial")) && t.contains("policy: FAILED") && t.contains("by itself")),
         trials.join(" | "),
     );
     let Some((mut vm, _)) = fallback else {
