@@ -134,7 +134,7 @@ fn source_date_epoch() -> Result<u64, Error> {
     }
 }
 
-fn warn_test_key(key: &VerifyingKey, doing: &str) {
+pub(crate) fn warn_test_key(key: &VerifyingKey, doing: &str) {
     if keys::is_test_only_key(key) {
         eprintln!(
             "keywarden: warning: {doing} the TEST-ONLY key from ota/keys/test-only; \
@@ -356,7 +356,7 @@ fn keygen(out: Output, private: &Path, public: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn hex_key(key: &VerifyingKey) -> String {
+pub(crate) fn hex_key(key: &VerifyingKey) -> String {
     key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -18,6 +18,7 @@ use crate::policy::rules::{self, Holiday, Perm, Reason, Schedule};
 use crate::policy::session::{self, Session};
 use crate::policy::users::{self, Group, User};
 use crate::policy::Ctx;
+use crate::repo::{self, Repo};
 use crate::update::{self, Update};
 
 /// Keywarden key cabinet command line.
@@ -93,6 +94,10 @@ pub enum Top {
     /// OTA update bundles: create, inspect, verify, keygen (no bus).
     #[command(subcommand)]
     Bundle(Bundle),
+    /// The TUF update repository: init, add, refresh-timestamp, rotate-root, rotate-keys (no
+    /// bus).
+    #[command(subcommand)]
+    Repo(Repo),
     /// The OTA updater: check, install, status, mark-good, mark-bad, cancel.
     #[command(subcommand)]
     Update(Update),
@@ -134,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }) => return audit::verify_collector(out, file, key.as_deref()),
         Top::Collector(cmd) => return collector::run(out, cmd),
         Top::Bundle(cmd) => return bundle::run(out, cmd),
+        Top::Repo(cmd) => return repo::run(out, cmd).await,
         Top::Diag(Diag::Verify { file, key, extract }) => {
             return diag::verify(out, file, key, extract.as_deref())
         }
@@ -170,6 +176,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }) => diag::bundle(&ctx().await?, &output, since, no_self_test).await,
         Top::Diag(Diag::Verify { .. }) => Err(Error::Invalid {
             what: "diag verify".into(),
+            message: "handled before connecting".into(),
+        }),
+        Top::Repo(_) => Err(Error::Invalid {
+            what: "repo".into(),
             message: "handled before connecting".into(),
         }),
         Top::Factory(_) => Err(Error::Invalid {

@@ -3,8 +3,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test (`factory selftest`: a check failed, the door was open, ...), a cabinet silent on the collector, an update bundle that does not verify; `factory`: a key or certificate that could not be made, a failed `systemctl` |
-//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file; `factory provision` on a provisioned device (without `--replace-identity`) or with a bad input, `factory reset` without `--yes` or while policyd runs (nothing changed) |
+//! | 1 | failed: an update install that failed (the updater's code and message), the service failed (storage, hardware, broken audit chain, not ready, ...), a local file or terminal error, a failed offline audit verification or self-test (`factory selftest`: a check failed, the door was open, ...), a cabinet silent on the collector, an update bundle that does not verify; `repo ...`: the publishing function failed (signing, writing, a version already published with other content); `factory`: a key or certificate that could not be made, a failed `systemctl` |
+//! | 2 | refused: a usage error (clap), an invalid argument, or the service refused (access denied, not found, already exists, weak PIN, conflict, wrong session state); `bundle create` with an invalid version, board or payload name; `bundle keygen` over an existing file; `factory provision` on a provisioned device (without `--replace-identity`) or with a bad input, `factory reset` without `--yes` or while policyd runs (nothing changed); `repo ...` with a missing or malformed key file, an expiry in the past, a threshold above the keys given, no repository (or `repo init` on an existing one), or `repo add` with a bundle that does not verify with the given bundle keys (nothing written) |
 //! | 3 | unreachable: no bus, the service is not running, or it went away |
 
 use std::fmt;
@@ -69,6 +69,15 @@ pub enum Error {
         what: String,
         /// What went wrong.
         source: keywarden_bundle::Error,
+    },
+    /// `repo ...`: the update repository could not be created, published to or re-signed
+    /// (`keywarden_updated::remote::publish`).
+    #[error("{what}: {source}")]
+    Repo {
+        /// The command and repository.
+        what: String,
+        /// What went wrong (boxed: the updater's error is large).
+        source: Box<keywarden_updated::Error>,
     },
     /// `diag verify`: the bundle does not verify; `diag bundle`: it could not be written.
     #[error("{what}: {source}")]
@@ -223,6 +232,7 @@ impl Error {
             | Error::Systemd { .. }
             | Error::Verify { .. }
             | Error::Diag { .. }
+            | Error::Repo { .. }
             | Error::Silent(_)
             | Error::Json(_)
             | Error::Update { .. } => exit::FAILED,

@@ -10,6 +10,7 @@ mod factory;
 mod hw;
 mod output;
 mod policy;
+mod repo;
 mod secret;
 mod times;
 mod update;

@@ -369,3 +369,72 @@ fn hw_commands_are_unchanged() {
     let cli = parse(&["sim", "finger", "-1"]).unwrap();
     assert!(matches!(cli.command, Top::Sim(Sim::Finger { id: -1 })));
 }
+
+#[test]
+fn repo_add_takes_repeated_keys_and_bounded_days() {
+    let cli = parse(&[
+        "repo",
+        "add",
+        "REPO",
+        "b.kwb",
+        "--bundle-key",
+        "prod.pub",
+        "--key",
+        "targets.pem",
+        "--key",
+        "snapshot.pem",
+    ])
+    .unwrap();
+    let Top::Repo(Repo::Add {
+        key,
+        expires_days,
+        timestamp_days,
+        ..
+    }) = cli.command
+    else {
+        panic!("not repo add: {cli:?}");
+    };
+    assert_eq!(key.len(), 2);
+    assert_eq!((expires_days, timestamp_days), (90, 7));
+    // No bundle key, no signing key, zero days: usage errors.
+    assert!(parse(&["repo", "add", "R", "b.kwb", "--key", "t.pem"]).is_err());
+    assert!(parse(&["repo", "add", "R", "b.kwb", "--bundle-key", "p.pub"]).is_err());
+    assert!(parse(&[
+        "repo",
+        "add",
+        "R",
+        "b.kwb",
+        "--bundle-key",
+        "p.pub",
+        "--key",
+        "t.pem",
+        "--expires-days",
+        "0"
+    ])
+    .is_err());
+}
+
+#[test]
+fn repo_rotate_keys_takes_only_the_non_root_roles() {
+    let args = |role: &'static str| {
+        parse(&[
+            "repo",
+            "rotate-keys",
+            "R",
+            "--root-key",
+            "root.pem",
+            "--role",
+            role,
+            "--new-key",
+            "n.pem",
+            "--threshold",
+            "1",
+            "--root-expires",
+            "2027-12-01",
+        ])
+    };
+    for role in ["timestamp", "snapshot", "targets"] {
+        assert!(args(role).is_ok(), "{role}");
+    }
+    assert!(args("root").is_err());
+}
