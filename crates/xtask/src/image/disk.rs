@@ -209,7 +209,12 @@ pub fn assemble(
     Ok(all)
 }
 
-/// mksquashfs sort file: higher priority is placed first; our programs get the lowest.
+/// mksquashfs sort file: higher priority is placed first; our programs get a low one, and
+/// `os-release` (the one file that differs between two builds of the same tree at different
+/// versions) the lowest. A small file lives in a shared compressed fragment block, so a change
+/// to it changes that block's size and shifts every byte written after it: placed last, it
+/// shifts nothing, and two releases differing only in version share every chunk but the tail
+/// (before this, 0.1.1 and 0.1.2 shared 440 of 938 chunks).
 fn squashfs_sort(build: &Build) -> String {
     let mut text = String::new();
     for name in super::rootfs::BINARIES
@@ -218,6 +223,7 @@ fn squashfs_sort(build: &Build) -> String {
     {
         let _ = writeln!(text, "usr/bin/{name} -1000");
     }
+    let _ = writeln!(text, "usr/lib/os-release -2000");
     text
 }
 

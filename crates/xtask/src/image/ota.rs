@@ -973,6 +973,24 @@ fn unloadable(
     Ok(vm)
 }
 
+/// `line` without terminal escape sequences (ESC [ ... letter: the firmware's colours).
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A seed for the cut moments from the clock.
 fn clock_seed() -> u64 {
     std::time::SystemTime::now()
@@ -1402,7 +1420,7 @@ fn rollback(
         let line = |pat: &str| {
             log.lines()
                 .find(|l| l.contains(pat))
-                .map(|l| l.trim().to_owned())
+                .map(|l| without_escapes(l).trim().to_owned())
         };
         let chose = line("is on trial;").unwrap_or_else(|| "no trial of any slot".into());
         let verdict = line("policy: FAILED").unwrap_or_else(|| "no failed health check".into());
