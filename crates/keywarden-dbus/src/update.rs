@@ -19,6 +19,24 @@ pub struct UpdateSlot {
     pub version: String,
 }
 
+/// One record of the update history, as `History` returns it: `(tsssss)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue)]
+pub struct UpdateHistoryEntry {
+    /// When, in seconds since the Unix epoch (the device's clock).
+    pub time: u64,
+    /// What happened: "install-started", "installed", "install-failed",
+    /// "install-interrupted", "committed", "rolled-back", "marked-good" or "marked-bad".
+    pub event: String,
+    /// The slot it concerns, "A" or "B".
+    pub slot: String,
+    /// The version concerned, "" if unknown.
+    pub version: String,
+    /// A stable error code for failures, else "".
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
 /// Errors of `org.keywarden.Update1`: `org.keywarden.Update1.Error.<Variant>`.
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.keywarden.Update1.Error")]
@@ -55,6 +73,8 @@ pub trait Update1 {
     fn mark_good(&self, slot: &str) -> zbus::Result<()>;
     /// See the interface XML.
     fn mark_bad(&self, slot: &str) -> zbus::Result<()>;
+    /// See the interface XML.
+    fn history(&self, limit: u32) -> zbus::Result<Vec<UpdateHistoryEntry>>;
     /// See the interface XML.
     #[zbus(signal)]
     fn completed(&self, ok: bool, code: String, message: String) -> zbus::Result<()>;

@@ -10,6 +10,8 @@
 //!   that names the bundle, and ranged HTTPS reads of it.
 //! - [`core`]: the sans-IO update state machine (check, download/install, activate, commit,
 //!   rollback) with the current time as an input.
+//! - [`history`]: the update history on the data partition, and how a trial's outcome is read
+//!   from the bootloader's facts.
 //! - [`daemon`] and [`service`]: the D-Bus adapter and the process.
 
 pub mod boot;
@@ -17,6 +19,7 @@ pub mod core;
 pub mod daemon;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod install;
 pub mod logging;
 pub mod remote;

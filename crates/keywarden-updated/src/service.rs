@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use keywarden_dbus::update::{UpdateError, UpdateSlot};
+use keywarden_dbus::update::{UpdateError, UpdateHistoryEntry, UpdateSlot};
 use tokio::sync::{mpsc, oneshot};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -62,25 +62,32 @@ pub struct Published {
 /// The published view, shared between the loop and the interface.
 pub type SharedPublished = Arc<Mutex<Published>>;
 
+/// The update history as `History` returns it (oldest first), kept up to date by the loop.
+pub type SharedHistory = Arc<Mutex<Vec<UpdateHistoryEntry>>>;
+
 /// `org.keywarden.Update1`.
 #[derive(Debug)]
 pub struct UpdateService {
     admin_gids: BTreeSet<u32>,
     calls: mpsc::Sender<Call>,
     published: SharedPublished,
+    history: SharedHistory,
 }
 
 impl UpdateService {
-    /// A service letting root and members of `admin_gids` call, handing commands to `calls`.
+    /// A service letting root and members of `admin_gids` call, handing commands to `calls`,
+    /// showing `published` and `history`.
     pub fn new(
         admin_gids: BTreeSet<u32>,
         calls: mpsc::Sender<Call>,
         published: SharedPublished,
+        history: SharedHistory,
     ) -> Self {
         UpdateService {
             admin_gids,
             calls,
             published,
+            history,
         }
     }
 
@@ -190,6 +197,26 @@ impl UpdateService {
         let caller = self.authorise(conn, &header, "MarkBad").await?;
         let slot = SlotRef::parse(slot).map_err(refusal)?;
         self.call(caller, Command::MarkBad(slot)).await.map(drop)
+    }
+
+    #[zbus(out_args("entries"))]
+    async fn history(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        limit: u32,
+    ) -> Result<Vec<UpdateHistoryEntry>, UpdateError> {
+        self.authorise(conn, &header, "History").await?;
+        let history = match self.history.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let skip = match limit {
+            0 => 0,
+            n => history.len().saturating_sub(n),
+        };
+        Ok(history.into_iter().skip(skip).collect())
     }
 
     /// See the interface XML.

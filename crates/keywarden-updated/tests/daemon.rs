@@ -19,11 +19,38 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Rig {
     bus: PrivateBus,
-    _daemon: Daemon,
+    daemon: Daemon,
     dir: PathBuf,
 }
 
 impl Rig {
+    /// Stops the updater and starts it again booted from `booted` running `version` (a reboot,
+    /// as far as the updater can tell: the environment file is what the bootloader left).
+    async fn reboot_into(&mut self, booted: Slot, version: &str) {
+        drop(self.daemon.0.kill());
+        drop(self.daemon.0.wait());
+        write_cmdline(&self.dir, booted);
+        std::fs::write(
+            self.path("os-release"),
+            format!("ID=debian\nIMAGE_VERSION={version}\n"),
+        )
+        .unwrap();
+        let conn = self.bus.connect().await;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+        let start = std::time::Instant::now();
+        // The bus drops the dead process's name when it sees its socket close.
+        while dbus
+            .name_has_owner("org.keywarden.Update1".try_into().unwrap())
+            .await
+            .unwrap()
+        {
+            assert!(start.elapsed() < WAIT, "the old updater's name stays");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.daemon = spawn_updater(&self.bus, &self.dir);
+        wait_for_name(&conn, "org.keywarden.Update1", WAIT).await;
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -91,11 +118,7 @@ async fn rig(booted: Slot, trial: bool) -> Rig {
     // The factory: A holds a system, B garbage.
     std::fs::write(dir.join("slotA"), payload(1, SLOT_SIZE as usize)).unwrap();
     std::fs::write(dir.join("slotB"), vec![0x5a; SLOT_SIZE as usize]).unwrap();
-    std::fs::write(
-        dir.join("cmdline"),
-        format!("root=x ro keywarden.slot={booted} quiet\n"),
-    )
-    .unwrap();
+    write_cmdline(&dir, booted);
     std::fs::write(dir.join("os-release"), "ID=debian\nIMAGE_VERSION=0.1.0\n").unwrap();
     let mut env = GrubEnv::new(dir.join("grubenv"));
     if booted == Slot::B {
@@ -114,7 +137,22 @@ async fn rig(booted: Slot, trial: bool) -> Rig {
         d = dir.display()
     );
     std::fs::write(dir.join("update.toml"), config).unwrap();
-    let daemon = Daemon(
+    let daemon = spawn_updater(&bus, &dir);
+    let conn = bus.connect().await;
+    wait_for_name(&conn, "org.keywarden.Update1", WAIT).await;
+    Rig { bus, daemon, dir }
+}
+
+fn write_cmdline(dir: &Path, booted: Slot) {
+    std::fs::write(
+        dir.join("cmdline"),
+        format!("root=x ro keywarden.slot={booted} quiet\n"),
+    )
+    .unwrap();
+}
+
+fn spawn_updater(bus: &PrivateBus, dir: &Path) -> Daemon {
+    Daemon(
         Command::new(binary("keywarden-updated"))
             .arg("--config")
             .arg(dir.join("update.toml"))
@@ -126,14 +164,7 @@ async fn rig(booted: Slot, trial: bool) -> Rig {
             .args(["--admin-group", &keywarden_testbus::current_group()])
             .spawn()
             .expect("start keywarden-updated"),
-    );
-    let conn = bus.connect().await;
-    wait_for_name(&conn, "org.keywarden.Update1", WAIT).await;
-    Rig {
-        bus,
-        _daemon: daemon,
-        dir,
-    }
+    )
 }
 
 /// A proxy that reads properties from the service each time (no cache filled by signals, which
@@ -327,4 +358,115 @@ async fn the_served_object_matches_the_committed_xml() {
         .await
         .unwrap();
     keywarden_dbus::xml::check_against_committed("org.keywarden.Update1", &xml).unwrap();
+}
+
+/// (event, slot, version) of each history record, oldest first.
+async fn history(proxy: &Update1Proxy<'_>) -> Vec<(String, String, String)> {
+    proxy
+        .history(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.slot, e.version))
+        .collect()
+}
+
+fn records(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(e, s, v)| (e.to_string(), s.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_history_follows_installs_commits_and_a_rollback_across_restarts() {
+    let mut rig = rig(Slot::A, false).await;
+    let conn = rig.bus.connect().await;
+    let proxy = proxy(&conn).await;
+    assert!(
+        history(&proxy).await.is_empty(),
+        "a factory device has no history"
+    );
+
+    // A refused bundle and a good one into B.
+    let older = bundle(
+        &rig.dir,
+        "older",
+        &payload(3, 1 << 20),
+        "0.0.9",
+        BOARD,
+        &test_key(),
+    );
+    let (ok, code, _) = install(&proxy, &older).await;
+    assert!(!ok && code == "not-newer");
+    let next = bundle(
+        &rig.dir,
+        "next",
+        &payload(4, 1 << 20),
+        "0.2.0",
+        BOARD,
+        &test_key(),
+    );
+    let (ok, code, message) = install(&proxy, &next).await;
+    assert!(ok, "{code}: {message}");
+    let failed = proxy.history(0).await.unwrap()[1].clone();
+    assert_eq!(
+        (failed.event.as_str(), failed.code.as_str()),
+        ("install-failed", "not-newer")
+    );
+    let expected = [
+        ("install-started", "B", ""),
+        ("install-failed", "B", ""),
+        ("install-started", "B", ""),
+        ("installed", "B", "0.2.0"),
+    ];
+    assert_eq!(history(&proxy).await, records(&expected));
+
+    // The reboot into B on trial: no outcome yet, then the health check's commit.
+    rig.reboot_into(Slot::B, "0.2.0").await;
+    let proxy = self::proxy(&conn).await;
+    assert_eq!(history(&proxy).await, records(&expected));
+    proxy.mark_good("booted").await.unwrap();
+    let mut expected = expected.to_vec();
+    expected.extend([("marked-good", "B", "0.2.0"), ("committed", "B", "0.2.0")]);
+    assert_eq!(history(&proxy).await, records(&expected));
+    // What the bless unit does at every ordinary boot changes nothing, and is not history; nor
+    // is marking bad a slot that is not bootable.
+    proxy.mark_good("booted").await.unwrap();
+    rig.reboot_into(Slot::B, "0.2.0").await;
+    let proxy = self::proxy(&conn).await;
+    proxy.mark_good("booted").await.unwrap();
+    assert_eq!(history(&proxy).await, records(&expected));
+
+    // 0.3.0 into A, which never passes its trial: the bootloader gives up on A and boots B.
+    let third = bundle(
+        &rig.dir,
+        "third",
+        &payload(5, 1 << 20),
+        "0.3.0",
+        BOARD,
+        &test_key(),
+    );
+    let (ok, code, message) = install(&proxy, &third).await;
+    assert!(ok, "{code}: {message}");
+    rig.grubenv().mark_bad(Slot::A).unwrap();
+    rig.reboot_into(Slot::B, "0.2.0").await;
+    let proxy = self::proxy(&conn).await;
+    expected.extend([
+        ("install-started", "A", ""),
+        ("installed", "A", "0.3.0"),
+        ("rolled-back", "A", "0.3.0"),
+    ]);
+    assert_eq!(history(&proxy).await, records(&expected));
+    let last = proxy.history(1).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(
+        last[0].message.contains("slot B (0.2.0) runs"),
+        "{}",
+        last[0].message
+    );
+
+    // Kept on the data partition: a restart shows the same records, and nothing new.
+    rig.reboot_into(Slot::B, "0.2.0").await;
+    let proxy = self::proxy(&conn).await;
+    assert_eq!(history(&proxy).await, records(&expected));
 }

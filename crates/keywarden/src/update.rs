@@ -31,6 +31,13 @@ pub enum Update {
     },
     /// Show the booted slot, both slots' state and versions, and the last install.
     Status,
+    /// Show the update history, oldest first: installs started, finished or failed, trials
+    /// that ended committed or rolled back, slots marked by hand (kept on the data partition).
+    History {
+        /// Only the newest N records (0: all that are kept).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
     /// Commit SLOT (booted, other, A or B; default booted): it boots without counting tries.
     MarkGood {
         #[arg(default_value = "booted")]
@@ -89,6 +96,25 @@ pub async fn update(conn: &Connection, out: Output, cmd: Update) -> Result<(), E
         }
         Update::Install { source, no_wait } => install(&proxy, out, source, no_wait).await,
         Update::Status => status(&proxy, out).await,
+        Update::History { limit } => {
+            let entries = proxy.history(limit).await.map_err(call("update history"))?;
+            out.list(
+                &entries,
+                &["time", "event", "slot", "version", "code", "message"],
+                |e| {
+                    vec![
+                        i64::try_from(e.time)
+                            .map(crate::times::format_time_local)
+                            .unwrap_or_default(),
+                        e.event.clone(),
+                        e.slot.clone(),
+                        e.version.clone(),
+                        e.code.clone(),
+                        e.message.clone(),
+                    ]
+                },
+            )
+        }
         Update::MarkGood { slot } => {
             proxy
                 .mark_good(&slot)

@@ -10,7 +10,7 @@
 //! | `summary.json` | the verdicts at a glance: service status, database, audit chain, self-test, alarms |
 //! | `versions.json` | os-release (allowlisted fields), kernel, every Keywarden program's `--version`, schema |
 //! | `device.json` | the provisioning record's public facts (no certificates, no keys) |
-//! | `update.json` | `org.keywarden.Update1`'s properties: booted slot, slots, boot tries, versions, last error |
+//! | `update.json` | `org.keywarden.Update1`: booted slot, slots, boot tries, versions, last error, the newest 100 history records |
 //! | `hardware.json` | `org.keywarden.Hardware1`'s properties and a fresh, non-actuating `SelfTest` |
 //! | `selftest.json` | the last burn-in report (`keywarden factory selftest`), if any |
 //! | `database.json` | `PRAGMA integrity_check`, the audit chain's verification, counts, alarm summary |

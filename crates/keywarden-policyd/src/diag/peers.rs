@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use zbus::proxy::CacheProperties;
 use zbus::Connection;
 
+/// How many update history records a bundle carries (the newest).
+const HISTORY: u32 = 100;
+
 /// Per call.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -88,5 +91,6 @@ pub(super) async fn update(conn: &Connection) -> Result<Value, String> {
             "bytes_downloaded": value(ask("BytesDownloaded", up.bytes_downloaded()).await),
             "bytes_reused": value(ask("BytesReused", up.bytes_reused()).await),
         },
+        "history": value(ask("History", up.history(HISTORY)).await),
     }))
 }

@@ -5,7 +5,9 @@
 //! blocking pool; the check and the install as workers on the blocking pool that report back
 //! over a channel), publishes the view and emits `Completed` and `PropertiesChanged`.
 //! Everything that touches a device, a file or the network is behind [`Platform`], whose real
-//! implementation (`platform.rs`) composes `boot`, `install` and `remote`.
+//! implementation (`platform.rs`) composes `boot`, `install` and `remote`. The loop also keeps
+//! the update history ([`crate::history`]): what it did, and after each fresh read of the
+//! bootloader's facts, how the last activated slot's trial ended.
 
 pub mod config;
 mod platform;
@@ -26,7 +28,10 @@ use crate::boot::Slot;
 use crate::core::{
     Action, BootAction, BootFacts, Command, Counters, Failure, Offer, Source, UpdateCore,
 };
-use crate::service::{refusal, Call, Published, Reply, SharedPublished, UpdateService};
+use crate::history::{self, Entry, Event};
+use crate::service::{
+    refusal, Call, Published, Reply, SharedHistory, SharedPublished, UpdateService,
+};
 use crate::{Error, Result};
 
 /// What the bootloader environment and the slots say now.
@@ -58,6 +63,11 @@ pub trait Platform: Send + Sync + 'static {
         progress: &mut dyn FnMut(Counters, bool),
         cancel: &AtomicBool,
     ) -> Result<Counters>;
+    /// The update history kept, oldest first.
+    fn read_history(&self) -> Result<Vec<Entry>>;
+    /// Appends `new` to the history that holds `kept` (synced before it returns); returns the
+    /// records kept afterwards.
+    fn append_history(&self, kept: Vec<Entry>, new: Vec<Entry>) -> Result<Vec<Entry>>;
 }
 
 /// A worker's report.
@@ -84,7 +94,13 @@ pub async fn serve(
 ) -> Result<()> {
     let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
     let published = SharedPublished::default();
-    let service = UpdateService::new(admin_gids, calls_tx, published.clone());
+    let shared_history = SharedHistory::default();
+    let service = UpdateService::new(
+        admin_gids,
+        calls_tx,
+        published.clone(),
+        shared_history.clone(),
+    );
     conn.object_server()
         .at(UPDATE_PATH, service)
         .await
@@ -116,7 +132,15 @@ pub async fn serve(
         cancel: Arc::new(AtomicBool::new(false)),
         pending_check: None,
         boot: None,
+        history: Vec::new(),
+        shared_history,
+        history_started: false,
+        installing: None,
     };
+    match driver.blocking(|p| p.read_history()).await {
+        Ok(kept) => driver.set_history(kept),
+        Err(e) => tracing::error!(error = %e, "cannot read the update history; starting a new one"),
+    }
     driver.refresh_boot().await;
     driver.publish().await;
     notify(sd_notify::NotifyState::Ready);
@@ -157,6 +181,13 @@ struct Driver {
     cancel: Arc<AtomicBool>,
     pending_check: Option<oneshot::Sender<Result<Reply, UpdateError>>>,
     boot: Option<BootReport>,
+    /// The history kept (oldest first) and its published copy.
+    history: Vec<Entry>,
+    shared_history: SharedHistory,
+    /// The history has been compared with the boot facts since the process started.
+    history_started: bool,
+    /// The slot the running (or last) install writes.
+    installing: Option<crate::boot::Slot>,
 }
 
 impl Driver {
@@ -170,14 +201,79 @@ impl Driver {
             .map_err(|e| Error::Worker(e.to_string()))?
     }
 
+    /// Reads the boot facts, then records in the history what they settle.
     async fn refresh_boot(&mut self) {
         match self.blocking(|p| p.boot_report()).await {
-            Ok(report) => self.boot = Some(report),
+            Ok(report) => {
+                let due = history::outcomes(
+                    &self.history,
+                    &report.slots,
+                    report.facts.booted,
+                    !self.history_started,
+                    unix_now(),
+                );
+                self.history_started = true;
+                self.boot = Some(report);
+                self.record(due).await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the boot state");
                 self.boot = None;
             }
         }
+    }
+
+    /// Appends to the history. A history that cannot be written is logged, never a reason to
+    /// stop an install or a commit.
+    async fn record(&mut self, new: Vec<Entry>) {
+        if new.is_empty() {
+            return;
+        }
+        for entry in &new {
+            tracing::info!(
+                event = entry.event.as_str(),
+                slot = %entry.slot,
+                version = %entry.version,
+                code = %entry.code,
+                message = %entry.message,
+                "update history"
+            );
+        }
+        let kept = std::mem::take(&mut self.history);
+        let fallback = kept.iter().chain(&new).cloned().collect::<Vec<_>>();
+        match self.blocking(move |p| p.append_history(kept, new)).await {
+            Ok(kept) => self.set_history(kept),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the update history");
+                self.set_history(fallback);
+            }
+        }
+    }
+
+    fn set_history(&mut self, kept: Vec<Entry>) {
+        let wire = kept.iter().map(Entry::to_wire).collect();
+        self.history = kept;
+        match self.shared_history.lock() {
+            Ok(mut h) => *h = wire,
+            Err(poisoned) => *poisoned.into_inner() = wire,
+        }
+    }
+
+    /// Whether the boot facts read last say `test` of `slot` (false if they could not be read).
+    fn slot_is(&self, slot: crate::boot::Slot, test: impl Fn(&UpdateSlot) -> bool) -> bool {
+        self.boot
+            .as_ref()
+            .and_then(|b| b.slots.iter().find(|s| s.name == slot.as_str()))
+            .is_some_and(test)
+    }
+
+    /// The version the boot facts name for `slot`, "" if unknown.
+    fn slot_version(&self, slot: crate::boot::Slot) -> String {
+        self.boot
+            .as_ref()
+            .and_then(|b| b.slots.iter().find(|s| s.name == slot.as_str()))
+            .map(|s| s.version.clone())
+            .unwrap_or_default()
     }
 
     async fn call(&mut self, call: Call) {
@@ -195,6 +291,7 @@ impl Driver {
             return;
         };
         let is_check = command == Command::Check;
+        let who = caller.clone();
         let actions = match self.core.command(command, boot.facts, SystemTime::now()) {
             Ok(actions) => actions,
             Err(r) => {
@@ -204,21 +301,22 @@ impl Driver {
         };
         if is_check {
             self.pending_check = Some(reply);
-            if let Err(e) = self.perform(actions).await {
+            if let Err(e) = self.perform(actions, &who).await {
                 if let Some(reply) = self.pending_check.take() {
                     let _ = reply.send(Err(e));
                 }
             }
         } else {
-            let result = self.perform(actions).await;
+            let result = self.perform(actions, &who).await;
             let _ = reply.send(result.map(|()| Reply::Done));
         }
         self.publish().await;
     }
 
-    /// Performs actions in order. A failed `MarkGood`/`MarkBad` is the caller's error; a
-    /// failed `Invalidate` ends the install before anything is written.
-    async fn perform(&mut self, actions: Vec<Action>) -> Result<(), UpdateError> {
+    /// Performs actions in order, on behalf of `who` (for the history). A failed
+    /// `MarkGood`/`MarkBad` is the caller's error; a failed `Invalidate` ends the install before
+    /// anything is written.
+    async fn perform(&mut self, actions: Vec<Action>, who: &str) -> Result<(), UpdateError> {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
             match action {
@@ -228,6 +326,38 @@ impl Driver {
                         tracing::error!(error = %e, ?boot_action, "bootloader write failed");
                     } else {
                         tracing::info!(?boot_action, "bootloader environment written");
+                    }
+                    // A mark that changes nothing (the bless unit's at every ordinary boot) is
+                    // not history.
+                    let done = match (boot_action, &result) {
+                        (BootAction::MarkGood(slot), Ok(()))
+                            if !self.slot_is(slot, |s| s.bootable && s.committed) =>
+                        {
+                            Some((
+                                Event::MarkedGood,
+                                slot,
+                                format!("slot {slot} marked good by {who}"),
+                            ))
+                        }
+                        (BootAction::MarkBad(slot), Ok(()))
+                            if self.slot_is(slot, |s| s.bootable) =>
+                        {
+                            Some((
+                                Event::MarkedBad,
+                                slot,
+                                format!("slot {slot} marked bad by {who}"),
+                            ))
+                        }
+                        (BootAction::Invalidate(slot), _) => {
+                            self.installing = Some(slot);
+                            None
+                        }
+                        _ => None,
+                    };
+                    if let Some((event, slot, message)) = done {
+                        let version = self.slot_version(slot);
+                        let entry = Entry::new(unix_now(), event, slot, &version, message);
+                        self.record(vec![entry]).await;
                     }
                     match (boot_action, result) {
                         (BootAction::Invalidate(_), Err(e)) => {
@@ -249,9 +379,24 @@ impl Driver {
                     self.refresh_boot().await;
                 }
                 Action::StartCheck => self.start_check(),
-                Action::StartInstall { source, target } => self.start_install(source, target),
+                Action::StartInstall { source, target } => {
+                    self.installing = Some(target);
+                    let entry = Entry::new(
+                        unix_now(),
+                        Event::InstallStarted,
+                        target,
+                        "",
+                        format!("install into slot {target} from {}", source.describe()),
+                    );
+                    self.record(vec![entry]).await;
+                    self.start_install(source, target);
+                }
                 Action::CancelInstall => self.cancel.store(true, Ordering::SeqCst),
                 Action::Completed { ok, code, message } => {
+                    if let Some(slot) = self.installing {
+                        let entry = self.completion_entry(slot, ok, &code, &message);
+                        self.record(vec![entry]).await;
+                    }
                     // The properties first: whoever reacts to the signal reads the end state.
                     self.publish().await;
                     if ok {
@@ -267,6 +412,42 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// The history record of an install into `slot` that ended.
+    fn completion_entry(
+        &self,
+        slot: crate::boot::Slot,
+        ok: bool,
+        code: &str,
+        message: &str,
+    ) -> Entry {
+        let counters = self.core.view().counters;
+        if ok {
+            let version = self.slot_version(slot);
+            Entry::new(
+                unix_now(),
+                Event::Installed,
+                slot,
+                &version,
+                format!(
+                    "slot {slot} written, read back and activated ({} bytes downloaded, {} reused); \
+                     it boots next, on trial",
+                    counters.downloaded, counters.reused
+                ),
+            )
+        } else {
+            Entry {
+                code: code.to_owned(),
+                ..Entry::new(
+                    unix_now(),
+                    Event::InstallFailed,
+                    slot,
+                    "",
+                    message.to_owned(),
+                )
+            }
+        }
     }
 
     fn start_check(&self) {
@@ -318,7 +499,7 @@ impl Driver {
             }
             Report::Installed(result) => {
                 let actions = self.core.install_done(result, now);
-                if let Err(e) = self.perform(actions).await {
+                if let Err(e) = self.perform(actions, "the installer").await {
                     tracing::error!(error = %e, "after the install");
                 }
             }
@@ -386,6 +567,13 @@ impl Driver {
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn watchdog_interval() -> Option<Duration> {

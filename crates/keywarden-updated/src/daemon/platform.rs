@@ -14,6 +14,7 @@ use super::config::{Bootloader, Config};
 use super::{BootReport, Platform};
 use crate::boot::{self, BootBackend, BootSelector, Slot};
 use crate::core::{BootAction, BootFacts, Counters, Offer, Source};
+use crate::history::{Entry, HistoryFile};
 use crate::install::{self, BundleSource, FileSource, InstallRequest, Phase, SlotDevice};
 use crate::remote::{HttpSource, HttpsClient, HttpsConfig, RemoteConfig, UpdateClient};
 use crate::{Error, Result};
@@ -327,5 +328,13 @@ impl Platform for RealPlatform {
             downloaded: done.downloaded,
             reused: done.reused + done.resumed,
         })
+    }
+
+    fn read_history(&self) -> Result<Vec<Entry>> {
+        HistoryFile::in_dir(&self.config.state_dir).read()
+    }
+
+    fn append_history(&self, kept: Vec<Entry>, new: Vec<Entry>) -> Result<Vec<Entry>> {
+        HistoryFile::in_dir(&self.config.state_dir).append(kept, &new)
     }
 }

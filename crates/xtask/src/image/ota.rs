@@ -1473,5 +1473,40 @@ fn rollback(
             summary(&status)
         ),
     );
+    // The history on the data partition tells support what happened, in order.
+    let (rc, history) = vm.json("keywarden --json update history --limit 3")?;
+    let events: Vec<String> = history
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        e["event"].as_str().unwrap_or("?"),
+                        e["slot"].as_str().unwrap_or("?"),
+                        e["version"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rolled_back = format!("rolled-back {bad} {version}");
+    check(
+        format!("`update history` records the install of {version} into {bad} and its rollback"),
+        rc == 0
+            && events.last() == Some(&rolled_back)
+            && events
+                .iter()
+                .any(|e| e == &format!("installed {bad} {version}")),
+        format!(
+            "{}; {}",
+            events.join(", "),
+            history
+                .as_array()
+                .and_then(|a| a.last())
+                .map(|e| e["message"].to_string())
+                .unwrap_or_default()
+        ),
+    );
     Ok(vm)
 }
