@@ -11,11 +11,16 @@
 //!    which the bundle format uses, `ring`, `aws-lc-rs`): the installer makes three passes;
 //! 3. the bytes an adaptive update downloads when the new payload differs from the active slot
 //!    by a small in-place change (a "one-crate change"), against the bundle's size, with the
-//!    active slot indexed from its saved manifest and by reading it; and, for contrast, after an
-//!    insertion that shifts everything behind it.
+//!    active slot indexed from its saved manifest and by reading it; and after an insertion
+//!    that moves everything behind it off the chunk grid (followed by the installer's search
+//!    for shifted data).
 //!
 //! `cargo bench -p keywarden-updated --bench install`; `KW_BENCH_MIB` sets the payload size,
 //! `KW_BENCH_DIR` the directory (default: the system's temporary directory).
+//!
+//! With `KW_BENCH_OLD` and `KW_BENCH_NEW` set to two root file system images, it measures
+//! only the adaptive update from the one to the other (`tests/bench-one-crate.sh` builds the
+//! images of a one-crate change and runs it).
 
 mod rauc;
 
@@ -139,6 +144,13 @@ fn main() {
         .unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::tempdir_in(&base).expect("temporary directory");
     let dir = tmp.path();
+    if let (Some(old), Some(new)) = (
+        std::env::var_os("KW_BENCH_OLD"),
+        std::env::var_os("KW_BENCH_NEW"),
+    ) {
+        real_images(dir, Path::new(&old), Path::new(&new));
+        return;
+    }
     let size = mib * MIB;
     println!(
         "install benchmark: {mib} MiB random payload in {}",
@@ -260,45 +272,117 @@ fn main() {
     let bundle2 = make_bundle(dir, "v2", &v2, "1.2.0");
     let bundle2_len = fs::metadata(&bundle2).expect("bundle").len();
     let adaptive = |label: &str, bundle: &Path, bundle_len: u64, saved_manifest: bool| {
-        let state2 = dir.join("state2");
-        let _ = fs::remove_dir_all(&state2);
-        fs::create_dir_all(&state2).expect("state dir");
-        if saved_manifest {
-            fs::copy(
-                slot_manifest_path(&state, "A"),
-                slot_manifest_path(&state2, "A"),
-            )
-            .expect("copy the slot manifest");
-        }
-        let target = slot(dir, "B");
-        let mut req = request(&state2, &target, size + MIB, "1.1.0");
-        req.active = Some(active.clone());
-        sync();
-        let (report, time) = run_install(req, bundle);
-        println!(
-            "  {label}: downloaded {} bytes + {} header/manifest/skipped = {} fetched of a {bundle_len}-byte bundle ({:.2}%), reused {} bytes; index from {:?} ({:.2} s), install {:.2} s",
-            report.downloaded,
-            report.fetched - report.downloaded,
-            report.fetched,
-            100.0 * report.fetched as f64 / bundle_len as f64,
-            report.reused,
-            report.index_source,
-            report.timings.index.as_secs_f64(),
-            time.as_secs_f64(),
+        adaptive(
+            dir,
+            &state,
+            &active,
+            size + MIB,
+            label,
+            bundle,
+            bundle_len,
+            saved_manifest,
         );
     };
     println!("adaptive update, 300 KiB changed in place (goal <= 15% of the bundle):");
     adaptive("saved manifest", &bundle2, bundle2_len, true);
     adaptive("slot read     ", &bundle2, bundle2_len, false);
 
-    // For contrast: 100 KiB inserted, shifting the 30% after it off the 64 KiB grid.
+    // 100 KiB inserted: the 30% after it moves off the 64 KiB grid, and is found again by the
+    // search for shifted data.
     let mut v3 = v1[..at].to_vec();
     v3.extend_from_slice(&random_bytes(100 * 1024, 3));
     v3.extend_from_slice(&v1[at..v1.len() - 100 * 1024]);
     let bundle3 = make_bundle(dir, "v3", &v3, "1.2.0");
     let bundle3_len = fs::metadata(&bundle3).expect("bundle").len();
-    println!("adaptive update, 100 KiB inserted at 70% (what follows moves off the chunk grid):");
+    println!("adaptive update, 100 KiB inserted at 70% (what follows moves off the chunk grid; goal <= 15%):");
     adaptive("saved manifest", &bundle3, bundle3_len, true);
+}
+
+/// Installs `bundle` into a new slot B with `active` (which holds the previous payload, its
+/// manifest saved in `state`) as the active slot, from the saved manifest or by reading the
+/// slot, and prints what was fetched and reused.
+#[allow(clippy::too_many_arguments)]
+fn adaptive(
+    dir: &Path,
+    state: &Path,
+    active: &SlotDevice,
+    slot_size: u64,
+    label: &str,
+    bundle: &Path,
+    bundle_len: u64,
+    saved_manifest: bool,
+) {
+    let state2 = dir.join("state2");
+    let _ = fs::remove_dir_all(&state2);
+    fs::create_dir_all(&state2).expect("state dir");
+    if saved_manifest {
+        fs::copy(
+            slot_manifest_path(state, &active.name),
+            slot_manifest_path(&state2, &active.name),
+        )
+        .expect("copy the slot manifest");
+    }
+    let target = slot(dir, "B");
+    let mut req = request(&state2, &target, slot_size, "1.1.0");
+    req.active = Some(active.clone());
+    sync();
+    let (report, time) = run_install(req, bundle);
+    println!(
+        "  {label}: downloaded {} bytes + {} header/manifest/skipped = {} fetched of a {bundle_len}-byte bundle ({:.2}%), reused {} bytes; index from {:?} ({:.2} s), install {:.2} s",
+        report.downloaded,
+        report.fetched - report.downloaded,
+        report.fetched,
+        100.0 * report.fetched as f64 / bundle_len as f64,
+        report.reused,
+        report.index_source,
+        report.timings.index.as_secs_f64(),
+        time.as_secs_f64(),
+    );
+}
+
+/// Adaptive update between two real root file systems, `KW_BENCH_OLD` and `KW_BENCH_NEW`
+/// (two `rootfs.squashfs` from `cargo xtask image`, such as `tests/bench-one-crate.sh` builds
+/// before and after a one-crate change): the old one is installed into slot A, then the new
+/// one with A active.
+fn real_images(dir: &Path, old: &Path, new: &Path) {
+    let read = |path: &Path| fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (v1, v2) = (read(old), read(new));
+    let slot_size = v1.len().max(v2.len()) as u64 + MIB;
+    println!(
+        "adaptive update between real images: {} ({} bytes) -> {} ({} bytes) (goal <= 15% of the bundle):",
+        old.display(),
+        v1.len(),
+        new.display(),
+        v2.len()
+    );
+    let on_grid = v2
+        .chunks(64 * 1024)
+        .enumerate()
+        .filter(|(i, c)| v1.get(i * 64 * 1024..i * 64 * 1024 + c.len()) == Some(*c))
+        .count();
+    println!(
+        "  {on_grid} of {} chunks of the new image are where they were in the old one",
+        v2.len().div_ceil(64 * 1024)
+    );
+    let state = dir.join("state");
+    fs::create_dir_all(&state).expect("state dir");
+    let bundle1 = make_bundle(dir, "old", &v1, "1.1.0");
+    let active = slot(dir, "A");
+    run_install(request(&state, &active, slot_size, "1.0.0"), &bundle1);
+    let bundle2 = make_bundle(dir, "new", &v2, "1.2.0");
+    let bundle2_len = fs::metadata(&bundle2).expect("bundle").len();
+    for (label, saved) in [("saved manifest", true), ("slot read     ", false)] {
+        adaptive(
+            dir,
+            &state,
+            &active,
+            slot_size,
+            label,
+            &bundle2,
+            bundle2_len,
+            saved,
+        );
+    }
 }
 
 /// 2. One SHA-256 pass over `data` with each implementation at hand.

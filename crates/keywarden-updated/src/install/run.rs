@@ -14,7 +14,7 @@ use keywarden_bundle::{
 };
 
 use super::readback::{self, ReadBack};
-use super::reuse::{ActiveIndex, IndexSource};
+use super::reuse::{ActiveIndex, IndexSource, ShiftTracker};
 use super::state::{self, Journal};
 use super::{
     BundleSource, InstallReport, InstallRequest, Phase, Progress, SlotDevice, Timings,
@@ -557,6 +557,7 @@ impl Run<'_> {
         self.send(Phase::Writing, self.counters.resumed, size);
         let mut since_sync = 0u64;
         let mut on_slot = self.counters.resumed;
+        let mut shifts = ShiftTracker::default();
         for i in 0..n {
             if present[i as usize] {
                 continue;
@@ -569,8 +570,9 @@ impl Run<'_> {
             let data = &mut buf[..len];
             let offset = i * cs;
             let reused = index.as_ref().is_some_and(|index| {
-                index.read(&self.payload.chunks[i as usize], offset, data)
-                    && self.verified.check_chunk(self.pi, i, data).is_ok()
+                let is_chunk = |bytes: &[u8]| self.verified.check_chunk(self.pi, i, bytes).is_ok();
+                (index.read(&self.payload.chunks[i as usize], offset, data) && is_chunk(data))
+                    || shifts.find(index, offset, data, is_chunk)
             });
             if reused {
                 self.counters.reused += len as u64;
@@ -580,6 +582,9 @@ impl Run<'_> {
                     return Err(e);
                 }
                 self.counters.downloaded += len as u64;
+                if let Some(index) = &index {
+                    shifts.learn(index, i, offset, data);
+                }
             }
             if let Err(e) = self.target()?.write_all_at(data, offset) {
                 back.abort(i);
@@ -594,6 +599,13 @@ impl Run<'_> {
             self.send(Phase::Writing, on_slot, size);
         }
         self.stream = None;
+        if shifts.followed > 0 {
+            tracing::info!(
+                chunks = shifts.followed,
+                searches = shifts.searches,
+                "followed shifted data in the active slot"
+            );
+        }
         self.timings.write = t.elapsed();
         Ok((index_source, back))
     }

@@ -807,6 +807,36 @@ fn the_active_slots_saved_manifest_replaces_reading_it() {
 }
 
 #[test]
+fn data_moved_off_the_chunk_grid_is_reused_not_downloaded() {
+    let fx = Fx::new();
+    let old = random_bytes(80 * CS + 4321, 22);
+    let mut new = old.clone();
+    // A file that grew by 1,000 bytes in chunk 20 and one that shrank by 3,000 in chunk 50:
+    // everything behind each moved off the 64 KiB grid.
+    new.splice(20 * CS + 77..20 * CS + 77, random_bytes(1000, 23));
+    new.drain(50 * CS + 500..50 * CS + 3500);
+    let a = fx.slot("A", 90 * CS, &[]);
+    let b = fx.slot("B", 90 * CS, &[]);
+    let bundle1 = fx.bundle("v1.kwb", &old, "1.1.0");
+    run(fx.request(&a, 90 * CS), &mut file_source(&bundle1))
+        .0
+        .unwrap();
+    let bundle2 = fx.bundle("v2.kwb", &new, "1.2.0");
+    let mut req = fx.request(&b, 90 * CS);
+    req.installed_version = v("1.1.0");
+    req.active = Some(a);
+    let report = run(req, &mut TestSource::new(&bundle2)).0.unwrap();
+    assert_installed(&fx, &b, &new, "1.2.0");
+    assert_eq!(report.index_source, IndexSource::SavedManifest);
+    assert_eq!(
+        report.downloaded,
+        2 * CS as u64,
+        "only the chunks with the insertion and the deletion"
+    );
+    assert_eq!(report.reused, new.len() as u64 - 2 * CS as u64);
+}
+
+#[test]
 fn cancel_stops_between_chunks_and_the_next_install_resumes() {
     let fx = Fx::new();
     let payload = random_bytes(50 * CS, 22);
