@@ -4,8 +4,8 @@
 //!
 //! - [`HistoryFile`] is the storage: one JSON object per line, appended and `fdatasync`ed before
 //!   the updater goes on; a line torn by a power cut is skipped when read (and said so in the
-//!   log); the newest [`KEEP`] records are kept, the file rewritten (temporary file, rename,
-//!   directory sync) once it holds twice that.
+//!   log); the newest [`KEEP`] records are kept, the file rewritten (`install::write_atomic`:
+//!   temporary file, rename, directory sync) once it holds twice that.
 //! - [`outcomes`] is the pure part: given the records so far and what the bootloader says now,
 //!   which records are due (a trial that ended in a commit or a rollback, an install that a
 //!   power cut or a restart interrupted). The bootloader decides a trial's outcome on its own,
@@ -13,6 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use keywarden_dbus::update::{UpdateHistoryEntry, UpdateSlot};
@@ -242,17 +243,13 @@ impl HistoryFile {
         if new.is_empty() {
             return Ok(kept);
         }
-        let mut text = Vec::new();
-        for entry in new {
-            serde_json::to_writer(&mut text, entry)
-                .map_err(|e| Error::Worker(format!("encoding an update history record: {e}")))?;
-            text.push(b'\n');
-        }
+        let mut text = encode(new)?;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         }
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io("opening", &self.path, e))?;
@@ -262,8 +259,13 @@ impl HistoryFile {
             .metadata()
             .map_err(|e| Error::io("reading the size of", &self.path, e))?
             .len();
-        if len > 0 && !self.ends_with_newline()? {
-            text.insert(0, b'\n');
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)
+                .map_err(|e| Error::io("reading", &self.path, e))?;
+            if last[0] != b'\n' {
+                text.insert(0, b'\n');
+            }
         }
         file.write_all(&text)
             .and_then(|()| file.sync_data())
@@ -276,37 +278,20 @@ impl HistoryFile {
         Ok(kept)
     }
 
-    fn ends_with_newline(&self) -> Result<bool> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e))?;
-        file.seek(SeekFrom::End(-1))
-            .map_err(|e| Error::io("seeking in", &self.path, e))?;
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last)
-            .map_err(|e| Error::io("reading", &self.path, e))?;
-        Ok(last[0] == b'\n')
-    }
-
     fn rewrite(&self, entries: &[Entry]) -> Result<()> {
-        let tmp = self.path.with_extension("jsonl.tmp");
-        let mut text = Vec::new();
-        for entry in entries {
-            serde_json::to_writer(&mut text, entry)
-                .map_err(|e| Error::Worker(format!("encoding an update history record: {e}")))?;
-            text.push(b'\n');
-        }
-        let mut file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("renaming", &tmp, e))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("syncing", dir, e))?;
-        }
-        Ok(())
+        crate::install::write_atomic(&self.path, &encode(entries)?)
     }
+}
+
+/// One JSON line per record.
+fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
+    let mut text = Vec::new();
+    for entry in entries {
+        serde_json::to_writer(&mut text, entry)
+            .map_err(|e| Error::Worker(format!("encoding an update history record: {e}")))?;
+        text.push(b'\n');
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -479,7 +464,7 @@ mod tests {
             read.last().map(|e| e.time),
             Some(1000 + 2 * KEEP as u64 - 1)
         );
-        assert!(!dir.path().join("history.jsonl.tmp").exists());
+        assert!(!dir.path().join(".history.jsonl.tmp").exists());
     }
 
     #[test]

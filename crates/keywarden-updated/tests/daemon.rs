@@ -65,6 +65,19 @@ fn test_key() -> SigningKey {
         .expect("test-only key")
 }
 
+/// A release: a bundle of 1 MiB of `payload(seed)` for this board at `version`, signed by the
+/// test key.
+fn release(dir: &Path, name: &str, seed: u8, version: &str) -> PathBuf {
+    bundle(
+        dir,
+        name,
+        &payload(seed, 1 << 20),
+        version,
+        BOARD,
+        &test_key(),
+    )
+}
+
 /// A bundle of `payload` for `board` at `version`, signed by `key`.
 fn bundle(
     dir: &Path,
@@ -285,14 +298,7 @@ async fn nothing_is_installed_while_the_booted_slot_is_on_trial() {
     let rig = rig(Slot::B, true).await;
     let conn = rig.bus.connect().await;
     let proxy = proxy(&conn).await;
-    let b = bundle(
-        &rig.dir,
-        "next",
-        &payload(4, 1 << 20),
-        "0.2.0",
-        BOARD,
-        &test_key(),
-    );
+    let b = release(&rig.dir, "next", 4, "0.2.0");
     let err = proxy.install(&b.display().to_string()).await.unwrap_err();
     assert!(err.to_string().contains("not committed"), "{err}");
     let before = std::fs::read(rig.path("slotA")).unwrap();
@@ -388,24 +394,10 @@ async fn the_history_follows_installs_commits_and_a_rollback_across_restarts() {
     );
 
     // A refused bundle and a good one into B.
-    let older = bundle(
-        &rig.dir,
-        "older",
-        &payload(3, 1 << 20),
-        "0.0.9",
-        BOARD,
-        &test_key(),
-    );
+    let older = release(&rig.dir, "older", 3, "0.0.9");
     let (ok, code, _) = install(&proxy, &older).await;
     assert!(!ok && code == "not-newer");
-    let next = bundle(
-        &rig.dir,
-        "next",
-        &payload(4, 1 << 20),
-        "0.2.0",
-        BOARD,
-        &test_key(),
-    );
+    let next = release(&rig.dir, "next", 4, "0.2.0");
     let (ok, code, message) = install(&proxy, &next).await;
     assert!(ok, "{code}: {message}");
     let failed = proxy.history(0).await.unwrap()[1].clone();
@@ -438,14 +430,7 @@ async fn the_history_follows_installs_commits_and_a_rollback_across_restarts() {
     assert_eq!(history(&proxy).await, records(&expected));
 
     // 0.3.0 into A, which never passes its trial: the bootloader gives up on A and boots B.
-    let third = bundle(
-        &rig.dir,
-        "third",
-        &payload(5, 1 << 20),
-        "0.3.0",
-        BOARD,
-        &test_key(),
-    );
+    let third = release(&rig.dir, "third", 5, "0.3.0");
     let (ok, code, message) = install(&proxy, &third).await;
     assert!(ok, "{code}: {message}");
     rig.grubenv().mark_bad(Slot::A).unwrap();

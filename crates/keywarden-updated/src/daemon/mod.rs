@@ -259,19 +259,21 @@ impl Driver {
         }
     }
 
-    /// Whether the boot facts read last say `test` of `slot` (false if they could not be read).
-    fn slot_is(&self, slot: crate::boot::Slot, test: impl Fn(&UpdateSlot) -> bool) -> bool {
+    /// `slot` as the boot facts read last describe it (`None` if they could not be read).
+    fn slot_state(&self, slot: crate::boot::Slot) -> Option<&UpdateSlot> {
         self.boot
             .as_ref()
             .and_then(|b| b.slots.iter().find(|s| s.name == slot.as_str()))
-            .is_some_and(test)
+    }
+
+    /// Whether the boot facts read last say `test` of `slot` (false if they could not be read).
+    fn slot_is(&self, slot: crate::boot::Slot, test: impl Fn(&UpdateSlot) -> bool) -> bool {
+        self.slot_state(slot).is_some_and(test)
     }
 
     /// The version the boot facts name for `slot`, "" if unknown.
     fn slot_version(&self, slot: crate::boot::Slot) -> String {
-        self.boot
-            .as_ref()
-            .and_then(|b| b.slots.iter().find(|s| s.name == slot.as_str()))
+        self.slot_state(slot)
             .map(|s| s.version.clone())
             .unwrap_or_default()
     }

@@ -36,6 +36,7 @@ use keywarden_bundle::{Keyring, Version};
 pub use reuse::IndexSource;
 pub use run::install;
 pub use source::{BundleSource, FileSource};
+pub(crate) use state::write_atomic;
 pub use state::{read_slot_manifest, slot_manifest_path, slot_version, JOURNAL_FILE};
 
 /// The one slot class this installer knows: the `rootA`/`rootB` root file system partitions.

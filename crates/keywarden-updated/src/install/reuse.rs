@@ -233,20 +233,9 @@ impl ShiftTracker {
 mod tests {
     use super::*;
 
-    const CS: usize = 64 * 1024;
+    use crate::install::tests::random_bytes;
 
-    fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+    const CS: usize = 64 * 1024;
 
     /// An index over a file holding `old` (with an empty map: these tests are about shifts).
     fn index(dir: &tempfile::TempDir, old: &[u8]) -> ActiveIndex {

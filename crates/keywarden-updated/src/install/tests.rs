@@ -37,7 +37,7 @@ fn v(text: &str) -> Version {
 }
 
 /// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
